@@ -1,0 +1,48 @@
+"""The ``homefeed`` command. Commands parse, call one function below the CLI, and format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from homefeed.cli import events, lake, log, pipeline
+from homefeed.cli.common import settings, setup_logging
+
+app = typer.Typer(
+    help="homefeed: a home-feed ML pipeline from logged events to ranked feeds.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(events.schemas_app, name="schemas")
+app.add_typer(events.events_app, name="events")
+app.add_typer(log.topics_app, name="topics")
+app.add_typer(lake.lake_app, name="lake")
+app.add_typer(pipeline.import_app, name="import")
+app.command("init")(pipeline.init)
+app.command("persist")(pipeline.persist)
+app.command("simulate")(pipeline.simulate)
+app.command("demo")(pipeline.demo)
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config file (default: ./homefeed.toml if present).",
+                     envvar="HOMEFEED_CONFIG"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    settings.config_path = config
+    setup_logging(verbose)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Real data into the pipeline, through the same SDK services use."""

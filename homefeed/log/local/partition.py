@@ -1,0 +1,190 @@
+"""One partition of the embedded log: a directory of segment files.
+
+Writers in several processes may append to the same partition: each append holds an exclusive
+``flock`` on the partition's lock file, re-reads the tail if another process moved it, truncates
+a torn tail left by a killed writer, then writes its frames with one ``write`` call. The data is
+in the kernel when ``append`` returns, so it survives the writing process being killed; the
+fsync policy decides whether it also survives a power loss.
+
+Readers take no lock: they only ever return complete frames whose CRC checks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+
+from homefeed.log.base import Record
+from homefeed.log.local import segment as seg
+
+log = logging.getLogger(__name__)
+
+
+class PartitionWriter:
+    def __init__(self, directory: Path, segment_bytes: int, fsync: str, fsync_interval_ms: int):
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.fsync_interval_s = fsync_interval_ms / 1000
+        self._lock_fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._segment: Path | None = None
+        self._size = 0  # valid bytes of _segment as this writer last knew them
+        self._next_offset = 0
+        self._last_fsync = 0.0
+        self._fd: int | None = None
+
+    def append(self, frames_of: list[tuple[bytes | None, bytes]]) -> tuple[int, int]:
+        """Append (key, value) records; returns (first offset, timestamp). Durable on return."""
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._sync_tail()
+            if self._segment is None or self._size >= self.segment_bytes:
+                self._roll()
+            now_ms = int(time.time() * 1000)
+            first = self._next_offset
+            data = b"".join(
+                seg.encode(first + i, now_ms, key, value) for i, (key, value) in enumerate(frames_of)
+            )
+            assert self._fd is not None
+            written = os.pwrite(self._fd, data, self._size)
+            if written != len(data):
+                raise OSError(f"short write to {self._segment}: {written} of {len(data)} bytes")
+            self._size += len(data)
+            self._next_offset += len(frames_of)
+            self._maybe_fsync()
+            return first, now_ms
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _sync_tail(self) -> None:
+        """Catch up with appends by other processes and cut any torn tail (lock held)."""
+        segments = seg.list_segments(self.directory)
+        if not segments:
+            self._segment = None
+            return
+        last = segments[-1]
+        if last != self._segment or last.stat().st_size != self._size:
+            result = seg.scan(last, seg.segment_base(last))
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = os.open(last, os.O_RDWR)
+            if result.valid_bytes < os.fstat(self._fd).st_size:
+                log.warning("truncating torn tail of %s at byte %d", last, result.valid_bytes)
+                os.ftruncate(self._fd, result.valid_bytes)
+            self._segment, self._size, self._next_offset = last, result.valid_bytes, result.next_offset
+
+    def _roll(self) -> None:
+        path = self.directory / seg.segment_name(self._next_offset)
+        if self._fd is not None:
+            os.fsync(self._fd)  # a closed segment is complete on disk
+            os.close(self._fd)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        _fsync_dir(self.directory)
+        self._segment, self._size = path, 0
+
+    def _maybe_fsync(self) -> None:
+        assert self._fd is not None
+        now = time.monotonic()
+        if self.fsync == "always" or (
+            self.fsync == "interval" and now - self._last_fsync >= self.fsync_interval_s
+        ):
+            os.fdatasync(self._fd)
+            self._last_fsync = now
+
+    def next_offset(self) -> int:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._sync_tail()
+            return self._next_offset
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            if self.fsync != "never":
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        os.close(self._lock_fd)
+
+
+class PartitionReader:
+    """Sequential reads from one partition, from any offset still retained."""
+
+    def __init__(self, topic: str, partition: int, directory: Path, offset: int = 0):
+        self.topic = topic
+        self.partition = partition
+        self.directory = directory
+        self._segment: Path | None = None
+        self._pos = 0
+        self.offset = offset
+        self.seek(offset)
+
+    def seek(self, offset: int) -> None:
+        segments = seg.list_segments(self.directory)
+        start = seg.segment_base(segments[0]) if segments else 0
+        if offset < start:
+            log.warning(
+                "%s[%d]: offset %d is past retention; resuming at %d",
+                self.topic, self.partition, offset, start,
+            )
+            offset = start
+        candidates = [s for s in segments if seg.segment_base(s) <= offset]
+        self._segment = candidates[-1] if candidates else (segments[0] if segments else None)
+        self._pos = seg.find_position(self._segment, offset) if self._segment else 0
+        self.offset = offset
+
+    def read(self, max_records: int, max_bytes: int = 16 << 20) -> list[Record]:
+        out: list[Record] = []
+        while len(out) < max_records:
+            batch = self._read_segment(max_records - len(out), max_bytes)
+            if batch:
+                out += batch
+            elif not self._next_segment():
+                break
+        return out
+
+    def _read_segment(self, max_records: int, max_bytes: int) -> list[Record]:
+        if self._segment is None:
+            self._segment = next(iter(seg.list_segments(self.directory)), None)
+            if self._segment is None:
+                return []
+        try:
+            with self._segment.open("rb") as f:
+                f.seek(self._pos)
+                buf = f.read(max_bytes)
+        except FileNotFoundError:  # removed by retention under our feet
+            self.seek(self.offset)
+            return []
+        out = []
+        end = 0
+        for frame in seg.decode_all(buf):
+            out.append(
+                Record(self.topic, self.partition, frame.offset, frame.timestamp_ms, frame.key, frame.value)
+            )
+            end = frame.end
+            if len(out) >= max_records:
+                break
+        if out:
+            self._pos += end
+            self.offset = out[-1].offset + 1
+        return out
+
+    def _next_segment(self) -> bool:
+        """Move to the segment that starts at our offset, if the writer rolled to one."""
+        following = self.directory / seg.segment_name(self.offset)
+        if following.exists() and following != self._segment:
+            self._segment, self._pos = following, 0
+            return True
+        return False
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
