@@ -203,7 +203,8 @@ def render_example(model: type[BaseModel] = HomefeedConfig, prefix: str = "") ->
     if not prefix:
         lines += [
             "# homefeed configuration. Every key is shown at its default; delete what you keep.",
-            "# Any key can be overridden by HOMEFEED_<SECTION>_<KEY>, e.g. HOMEFEED_LOG_BACKEND=kafka.",
+            "# Any key can be overridden by HOMEFEED_<SECTION>_<KEY>,",
+            "# e.g. HOMEFEED_LOG_BACKEND=kafka.",
             "",
         ]
     scalars = {k: f for k, f in model.model_fields.items() if not _is_section(f.annotation)}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ from homefeed.config import ConfigError, HomefeedConfig, load_config
 
 if TYPE_CHECKING:
     from homefeed.lake.base import LakeStore
+
     from homefeed.log.base import EventLog
 
 console = Console()
@@ -35,13 +36,14 @@ class Settings:
                 self._config = load_config(self.config_path)
             except ConfigError as e:
                 fail(str(e))
+                raise  # unreachable: fail() exits
         return self._config
 
 
 settings = Settings()
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 

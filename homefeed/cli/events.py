@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +16,9 @@ from homefeed.cli.common import console, fail, opened_log, retention_ms, setting
 from homefeed.events.registry import DEAD_LETTER_TOPIC, SchemaError, SchemaRegistry
 
 schemas_app = typer.Typer(help="The event schema registry.", no_args_is_help=True)
-events_app = typer.Typer(help="Produce events from files and inspect dead letters.", no_args_is_help=True)
+events_app = typer.Typer(
+    help="Produce events from files and inspect dead letters.", no_args_is_help=True
+)
 
 MAX_SHOWN_REJECTIONS = 20
 
@@ -24,7 +28,6 @@ def _registry(root: Path | None = None) -> SchemaRegistry:
         return SchemaRegistry(root) if root else SchemaRegistry()
     except SchemaError as e:
         fail(str(e))
-        raise
 
 
 @schemas_app.command("list")
@@ -83,8 +86,12 @@ def produce(
     cfg = settings.config
     with opened_log() as event_log:
         logger = EventLogger(
-            event_log, config=cfg.sdk, source=f"file:{file.name}", partitions=cfg.log.partitions,
-            retention_ms=retention_ms(), on_reject=lambda r: None,
+            event_log,
+            config=cfg.sdk,
+            source=f"file:{file.name}",
+            partitions=cfg.log.partitions,
+            retention_ms=retention_ms(),
+            on_reject=lambda r: None,
         )
         shown = 0
         with logger, file.open("rb") as f, _progress(file) as advance:
@@ -96,27 +103,36 @@ def produce(
                 rejection = logger.log_raw(line)
                 if rejection is not None and shown < MAX_SHOWN_REJECTIONS:
                     where = f" field {rejection.field}" if rejection.field else ""
-                    console.print(f"[yellow]line {number}[/] rejected ({rejection.reason}){where}: {rejection}",
-                                  highlight=False)
+                    line_no = f"[yellow]line {number}[/]"
+                    console.print(
+                        f"{line_no} rejected ({rejection.reason}){where}: {rejection}",
+                        highlight=False,
+                    )
                     shown += 1
         rejected = sum(logger.rejected.values())
     if rejected > shown:
         console.print(f"... and {rejected - shown} more rejections")
-    console.print(f"{logger.accepted} accepted, {rejected} rejected to {DEAD_LETTER_TOPIC}"
-                  f" on the {cfg.log.backend} log")
+    console.print(
+        f"{logger.accepted} accepted, {rejected} rejected to {DEAD_LETTER_TOPIC}"
+        f" on the {cfg.log.backend} log"
+    )
     if rejected:
         raise typer.Exit(1)
 
 
-def _progress(file: Path):  # type: ignore[no-untyped-def]
-    from contextlib import contextmanager
-
+def _progress(file: Path) -> AbstractContextManager[Callable[[int], None]]:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     @contextmanager
-    def bar():  # type: ignore[no-untyped-def]
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TimeRemainingColumn(), console=console, transient=True) as progress:
+    def bar() -> Iterator[Callable[[int], None]]:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task(f"reading {file.name}", total=file.stat().st_size)
             yield lambda n: progress.advance(task, n)
 
@@ -133,7 +149,9 @@ def dead_letters(
             console.print("no dead-letter topic yet: nothing was rejected")
             return
         total = sum(p.end_offset - p.start_offset for p in event_log.partitions(DEAD_LETTER_TOPIC))
-        table = Table("reason", "field", "value", "source", "payload", title=f"{total} dead letters")
+        table = Table(
+            "reason", "field", "value", "source", "payload", title=f"{total} dead letters"
+        )
         with event_log.consumer("homefeed-cli-peek", [DEAD_LETTER_TOPIC]) as consumer:
             shown = 0
             while shown < min(limit, total):
@@ -143,7 +161,12 @@ def dead_letters(
                 for r in records:
                     doc = orjson.loads(r.value)
                     payload = base64.b64decode(doc["payload_b64"])[:60].decode("utf-8", "replace")
-                    table.add_row(doc["reason"], doc.get("field") or "", doc.get("value") or "",
-                                  doc["source"], payload)
+                    table.add_row(
+                        doc["reason"],
+                        doc.get("field") or "",
+                        doc.get("value") or "",
+                        doc["source"],
+                        payload,
+                    )
                 shown += len(records)
     console.print(table)

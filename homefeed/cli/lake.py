@@ -22,16 +22,35 @@ def print_summary() -> None:
     from homefeed.lake.summary import summarize
 
     lake = open_lake_store()
-    table = Table("table", "rows", "files", "MB", "hours", "complete", "first hour", "last hour",
-                  title=f"lake at {lake.uri}")
+    table = Table(
+        "table",
+        "rows",
+        "files",
+        "MB",
+        "hours",
+        "complete",
+        "first hour",
+        "last hour",
+        title=f"lake at {lake.uri}",
+    )
     for s in summarize(lake):
-        table.add_row(s.table, f"{s.rows:,}", str(s.files), f"{s.bytes / 1e6:.1f}", str(len(s.hours)),
-                      str(len(s.complete_hours)), s.first_hour, s.last_hour)
+        table.add_row(
+            s.table,
+            f"{s.rows:,}",
+            str(s.files),
+            f"{s.bytes / 1e6:.1f}",
+            str(len(s.hours)),
+            str(len(s.complete_hours)),
+            s.first_hour,
+            s.last_hour,
+        )
     console.print(table)
 
 
 @lake_app.command("ls")
-def ls(prefix: Annotated[str, typer.Argument(help="Directory prefix, e.g. events/click.")] = "") -> None:
+def ls(
+    prefix: Annotated[str, typer.Argument(help="Directory prefix, e.g. events/click.")] = "",
+) -> None:
     """List files under a prefix."""
     lake = open_lake_store()
     for info in lake.list(prefix):

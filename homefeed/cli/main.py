@@ -31,8 +31,12 @@ app.command("demo")(pipeline.demo)
 def root(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Config file (default: ./homefeed.toml if present).",
-                     envvar="HOMEFEED_CONFIG"),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default: ./homefeed.toml if present).",
+            envvar="HOMEFEED_CONFIG",
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:

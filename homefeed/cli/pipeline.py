@@ -32,8 +32,14 @@ def _logger(event_log: Any, source: str) -> Any:
     from homefeed.events.sdk import EventLogger
 
     cfg = settings.config
-    return EventLogger(event_log, config=cfg.sdk, source=source, partitions=cfg.log.partitions,
-                       retention_ms=retention_ms(), on_reject=lambda r: None)
+    return EventLogger(
+        event_log,
+        config=cfg.sdk,
+        source=source,
+        partitions=cfg.log.partitions,
+        retention_ms=retention_ms(),
+        on_reject=lambda r: None,
+    )
 
 
 def simulate(
@@ -45,14 +51,18 @@ def simulate(
     """Simulate users engaging with pins and log their events through the SDK."""
     from homefeed.simulator import simulate as run_simulation
 
-    overrides = {k: v for k, v in dict(users=users, pins=pins, days=days, seed=seed).items() if v is not None}
+    overrides = {
+        k: v for k, v in dict(users=users, pins=pins, days=days, seed=seed).items() if v is not None
+    }
     sim_cfg = settings.config.simulator.model_copy(update=overrides)
     with opened_log() as event_log, _logger(event_log, "simulator") as logger:
         summary = run_simulation(sim_cfg, logger.log, progress=True)
         logger.flush()
     _print_counts("simulated events", summary.counts)
-    console.print(f"{sum(summary.counts.values()):,} events in {summary.seconds:.1f} s; "
-                  f"{sum(logger.rejected.values())} rejected; log: {settings.config.log.backend}")
+    console.print(
+        f"{sum(summary.counts.values()):,} events in {summary.seconds:.1f} s; "
+        f"{sum(logger.rejected.values())} rejected; log: {settings.config.log.backend}"
+    )
 
 
 def _print_counts(title: str, counts: dict[str, int]) -> None:
@@ -79,13 +89,21 @@ def import_movielens_cmd(
             fail(str(e))
     for problem in report.problems:
         console.print(f"[yellow]rejected:[/] {problem}", highlight=False)
-    console.print(f"{report.ratings:,} ratings from {report.users} users -> {report.saves:,} saves, "
-                  f"{report.clicks:,} clicks; {report.movies} movies as pins; {report.rejected} rejected")
+    console.print(
+        f"{report.ratings:,} ratings from {report.users} users -> {report.saves:,} saves, "
+        f"{report.clicks:,} clicks; {report.movies} movies as pins; {report.rejected} rejected"
+    )
 
 
 def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def persist(
@@ -113,8 +131,10 @@ def run_persister(follow: bool) -> Any:
             seen[0] = report.total_rows
 
         persister = Persister(event_log, lake, config=cfg.persister, on_batch=on_batch)
-        console.print(f"persisting {len(persister.topics)} topics from the {event_log.name} log "
-                      f"to {lake.uri}" + (" (Ctrl-C to stop)" if follow else ""))
+        console.print(
+            f"persisting {len(persister.topics)} topics from the {event_log.name} log "
+            f"to {lake.uri}" + (" (Ctrl-C to stop)" if follow else "")
+        )
         try:
             report = persister.run(follow=follow, stop=stop)
         except KeyboardInterrupt:
@@ -130,15 +150,17 @@ def _print_persist_report(report: Any) -> None:
     console.print(table)
     console.print(
         f"{report.total_rows:,} rows in {report.files} files from {report.batches} batches "
-        f"({report.reread_records:,} records re-read to complete tails) in {report.seconds:.1f} s; {report.hours_marked} hours "
-        f"marked complete; {report.late_rows} late rows; {report.dead_lettered} dead-lettered"
+        f"({report.reread_records:,} records re-read to complete tails) in {report.seconds:.1f} s; "
+        f"{report.hours_marked} hours marked complete; {report.late_rows} late rows; "
+        f"{report.dead_lettered} dead-lettered"
     )
 
 
 def demo(
     small: Annotated[bool, typer.Option(help="A smaller world for a quick run.")] = False,
-    data_dir: Annotated[Path, typer.Option(help="Where the demo's log and lake go (wiped first).")]
-    = Path("homefeed-data/demo"),
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo's log and lake go (wiped first).")
+    ] = Path("homefeed-data/demo"),
 ) -> None:
     """Simulate a world, log its events, persist them to the lake, and show what landed."""
     from homefeed.cli import lake as lake_cli
@@ -161,8 +183,10 @@ def demo(
     console.rule("4. what the log and the lake hold")
     log_cli.topics(_NoSubcommand(), None)  # type: ignore[arg-type]
     lake_cli.print_summary()
-    console.print(f"demo finished in {time.monotonic() - started:.0f} s; data in {data_dir}/ "
-                  "(try: homefeed lake ls events/save, homefeed events dead-letters)")
+    console.print(
+        f"demo finished in {time.monotonic() - started:.0f} s; data in {data_dir}/ "
+        "(try: homefeed lake ls events/save, homefeed events dead-letters)"
+    )
 
 
 class _NoSubcommand:
@@ -172,14 +196,35 @@ class _NoSubcommand:
 def _log_bad_examples() -> None:
     bad: list[Any] = [
         {"event_type": "unicorn", "user_id": 1},
-        {"event_type": "click", "user_id": 1, "event_time": "2026-11-01T10:00:00Z",
-         "surface": "home_feed", "client": {"platform": "web"}},
-        {"event_type": "save", "user_id": "seven", "pin_id": 1, "board_id": 2,
-         "event_time": "2026-11-01T10:00:00Z", "surface": "home_feed", "client": {"platform": "web"}},
-        {"event_type": "click", "user_id": 1, "pin_id": 5, "event_time": "yesterday",
-         "surface": "home_feed", "client": {"platform": "web"}},
+        {
+            "event_type": "click",
+            "user_id": 1,
+            "event_time": "2026-11-01T10:00:00Z",
+            "surface": "home_feed",
+            "client": {"platform": "web"},
+        },
+        {
+            "event_type": "save",
+            "user_id": "seven",
+            "pin_id": 1,
+            "board_id": 2,
+            "event_time": "2026-11-01T10:00:00Z",
+            "surface": "home_feed",
+            "client": {"platform": "web"},
+        },
+        {
+            "event_type": "click",
+            "user_id": 1,
+            "pin_id": 5,
+            "event_time": "yesterday",
+            "surface": "home_feed",
+            "client": {"platform": "web"},
+        },
     ]
     with opened_log() as event_log, _logger(event_log, "demo-bad-service") as logger:
         for event in bad:
             rejection = logger.log(event)
-            console.print(f"  rejected ({rejection.reason if rejection else '?'}): {rejection}", highlight=False)
+            console.print(
+                f"  rejected ({rejection.reason if rejection else '?'}): {rejection}",
+                highlight=False,
+            )

@@ -10,6 +10,7 @@ lake's tables grow columns without breaking a reader of older partitions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -77,7 +78,10 @@ def arrow_type(spec: dict[str, Any]) -> pa.DataType:
     if kind == "object":
         required = set(spec.get("required", ()))
         return pa.struct(
-            [pa.field(k, arrow_type(v), nullable=k not in required) for k, v in spec["properties"].items()]
+            [
+                pa.field(k, arrow_type(v), nullable=k not in required)
+                for k, v in spec["properties"].items()
+            ]
         )
     raise SchemaError(f"no lake column type for JSON Schema type {kind!r}")
 
@@ -156,7 +160,7 @@ class SchemaRegistry:
         """Every problem in the registry: incompatible versions and edited published versions."""
         problems: list[str] = []
         for versions in self.versions.values():
-            for old, new in zip(versions, versions[1:], strict=False):
+            for old, new in itertools.pairwise(versions):
                 problems += compatibility_problems(old, new)
         lock = self._read_lock()
         for key, fingerprint in lock.items():

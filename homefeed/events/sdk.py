@@ -70,8 +70,7 @@ class EventLogger:
         self._flusher = threading.Thread(target=self._linger_loop, name="homefeed-sdk", daemon=True)
         self._flusher.start()
         # Flush on exit without keeping the logger alive just for that.
-        ref = weakref.ref(self)
-        atexit.register(lambda: (lg := ref()) is not None and lg.close())
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def log(self, event: Mapping[str, Any]) -> Rejection | None:
         """Validate and queue one event. Returns the rejection if it was dead-lettered."""
@@ -90,14 +89,34 @@ class EventLogger:
         return None
 
     def log_many(self, events: Iterable[Mapping[str, Any]]) -> list[Rejection]:
-        return [r for r in map(self.log, events) if r is not None]
+        """Validate and queue several events (one feed's impressions, say) under one lock."""
+        accepted: list[tuple[dict[str, Any], bytes]] = []
+        rejections: list[Rejection] = []
+        for event in events:
+            result = self.validator.check(event)
+            if isinstance(result, Rejection):
+                rejections.append(self._reject(result, _encode_for_dead_letter(event)))
+            else:
+                accepted.append(result)
+        self._queue_many(accepted)
+        return rejections
 
     def _queue(self, event: dict[str, Any], encoded: bytes) -> None:
-        key = str(event["user_id"]).encode()
+        self._queue_many(((event, encoded),))
+
+    def _queue_many(self, items: Iterable[tuple[dict[str, Any], bytes]]) -> None:
         with self._lock:
-            self._buffer.setdefault(TOPIC_PREFIX + event["event_type"], []).append((key, encoded))
-            self._buffered += 1
-            self.accepted += 1
+            buffer = self._buffer
+            count = 0
+            for event, encoded in items:
+                topic = TOPIC_PREFIX + event["event_type"]
+                records = buffer.get(topic)
+                if records is None:
+                    records = buffer[topic] = []
+                records.append((str(event["user_id"]).encode(), encoded))
+                count += 1
+            self._buffered += count
+            self.accepted += count
             full = self._buffered >= self.config.batch_size
         if full:
             self._send_buffer()
@@ -150,6 +169,12 @@ class EventLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_at_exit(ref: weakref.ref[EventLogger]) -> None:
+    logger = ref()
+    if logger is not None:
+        logger.close()
 
 
 def _encode_for_dead_letter(event: Any) -> bytes:

@@ -52,11 +52,15 @@ def read_ratings(path: Path) -> Iterator[Rating]:
                 continue
             parts = line.split("\t")
             if len(parts) != 4:
-                raise MovieLensFormatError(f"{path}:{number}: expected 4 tab-separated fields, got {len(parts)}")
+                raise MovieLensFormatError(
+                    f"{path}:{number}: expected 4 tab-separated fields, got {len(parts)}"
+                )
             try:
                 user, item, rating, ts = (int(p) for p in parts)
             except ValueError:
-                raise MovieLensFormatError(f"{path}:{number}: fields must be integers: {line.strip()!r}") from None
+                raise MovieLensFormatError(
+                    f"{path}:{number}: fields must be integers: {line.strip()!r}"
+                ) from None
             yield Rating(user, item, rating, ts)
 
 
@@ -66,14 +70,27 @@ def read_movies(path: Path, genres: list[str]) -> Iterator[tuple[int, str, list[
         for number, line in enumerate(f, 1):
             parts = line.rstrip("\n").split("|")
             if len(parts) < 5 + len(genres):
-                raise MovieLensFormatError(f"{path}:{number}: expected {5 + len(genres)} '|' fields")
+                raise MovieLensFormatError(
+                    f"{path}:{number}: expected {5 + len(genres)} '|' fields"
+                )
             flags = parts[5 : 5 + len(genres)]
-            yield int(parts[0]), parts[1], [g for g, flag in zip(genres, flags, strict=True) if flag == "1"]
+            yield (
+                int(parts[0]),
+                parts[1],
+                [g for g, flag in zip(genres, flags, strict=True) if flag == "1"],
+            )
 
 
 def read_genres(path: Path) -> list[str]:
-    pairs = [line.strip().split("|") for line in path.read_text(encoding="latin-1").splitlines() if line.strip()]
-    return [name.lower().replace("'", "").replace(" ", "_") for name, _ in sorted(pairs, key=lambda p: int(p[1]))]
+    pairs = [
+        line.strip().split("|")
+        for line in path.read_text(encoding="latin-1").splitlines()
+        if line.strip()
+    ]
+    return [
+        name.lower().replace("'", "").replace(" ", "_")
+        for name, _ in sorted(pairs, key=lambda p: int(p[1]))
+    ]
 
 
 def _time(ts: int) -> str:
@@ -81,9 +98,15 @@ def _time(ts: int) -> str:
 
 
 def _event(event_type: str, user_id: int, ts: int, **fields: Any) -> dict[str, Any]:
-    return {"event_type": event_type, "user_id": user_id, "event_time": _time(ts), "surface": "other",
-            "client": CLIENT, "event_id": f"ml-{event_type}-{user_id}-{fields.get('pin_id', fields.get('board_id'))}-{ts}",
-            **fields}
+    return {
+        "event_type": event_type,
+        "user_id": user_id,
+        "event_time": _time(ts),
+        "surface": "other",
+        "client": CLIENT,
+        "event_id": f"ml-{event_type}-{user_id}-{fields.get('pin_id', fields['board_id'])}-{ts}",
+        **fields,
+    }
 
 
 def import_movielens(
@@ -97,17 +120,38 @@ def import_movielens(
     first_ts = min(r.timestamp for r in read_ratings(ratings_file))
     log = _logging_into(logger, report)
     item_file, genre_file = directory / "u.item", directory / "u.genre"
-    log(_event("board_create", CATALOGUE_USER, first_ts, board_id=CATALOGUE_BOARD, name="MovieLens catalogue"))
+    log(
+        _event(
+            "board_create",
+            CATALOGUE_USER,
+            first_ts,
+            board_id=CATALOGUE_BOARD,
+            name="MovieLens catalogue",
+        )
+    )
     if item_file.is_file() and genre_file.is_file():
         for item_id, title, topics in read_movies(item_file, read_genres(genre_file)):
-            log(_event("pin_create", CATALOGUE_USER, first_ts, pin_id=item_id, board_id=CATALOGUE_BOARD,
-                       title=title[:500], topics=topics or ["unknown"]))
+            log(
+                _event(
+                    "pin_create",
+                    CATALOGUE_USER,
+                    first_ts,
+                    pin_id=item_id,
+                    board_id=CATALOGUE_BOARD,
+                    title=title[:500],
+                    topics=topics or ["unknown"],
+                )
+            )
             report.movies += 1
     users: set[int] = set()
     for r in read_ratings(ratings_file):
         if r.user_id not in users:
             users.add(r.user_id)
-            log(_event("board_create", r.user_id, first_ts, board_id=r.user_id, name="Favourite movies"))
+            log(
+                _event(
+                    "board_create", r.user_id, first_ts, board_id=r.user_id, name="Favourite movies"
+                )
+            )
         if r.rating >= 4:
             log(_event("save", r.user_id, r.timestamp, pin_id=r.item_id, board_id=r.user_id))
             report.saves += 1

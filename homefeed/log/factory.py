@@ -16,6 +16,8 @@ def open_log(config: LogConfig | None = None) -> EventLog:
         try:
             from homefeed.log.kafka import KafkaLog
         except ImportError as e:  # pragma: no cover - confluent-kafka is a core dependency
-            raise ImportError("the kafka backend needs confluent-kafka: pip install confluent-kafka") from e
+            raise ImportError(
+                "the kafka backend needs confluent-kafka: pip install confluent-kafka"
+            ) from e
         return KafkaLog(config.kafka)
     raise ValueError(f"log.backend = {config.backend!r}: expected 'local' or 'kafka'")

@@ -73,7 +73,8 @@ def _read_json(values: list[bytes], schema: EventSchema) -> pa.Table:
     options = pj.ParseOptions(explicit_schema=target, unexpected_field_behavior="error")
     data = b"\n".join(values)
     table = pj.read_json(
-        io.BytesIO(data), read_options=pj.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
+        io.BytesIO(data),
+        read_options=pj.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
         parse_options=options,
     )
     if table.num_rows != len(values):
@@ -87,7 +88,11 @@ def _with_source_columns(table: pa.Table, records: Sequence[Record]) -> pa.Table
     partition = np.full(len(records), records[0].partition if records else 0, dtype=np.int32)
     offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
     log_times = np.fromiter((r.timestamp_ms for r in records), dtype=np.int64, count=len(records))
-    columns = [pa.array(partition), pa.array(offsets), pa.array(log_times).cast(SOURCE_COLUMNS[2].type)]
+    columns = [
+        pa.array(partition),
+        pa.array(offsets),
+        pa.array(log_times).cast(SOURCE_COLUMNS[2].type),
+    ]
     for field, column in zip(SOURCE_COLUMNS, columns, strict=True):
         table = table.append_column(field, column)
     return table

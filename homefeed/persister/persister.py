@@ -168,7 +168,12 @@ class Persister:
         if watermark is None:
             return 0
         first = min(
-            (p.min_event_ms for t in self.topics for p in self._progress[t].values() if p.min_event_ms),
+            (
+                p.min_event_ms
+                for t in self.topics
+                for p in self._progress[t].values()
+                if p.min_event_ms
+            ),
             default=None,
         )
         if first is None:
@@ -243,7 +248,9 @@ class _Loop:
     def _rewind_to_batch_starts(self) -> None:
         """Start each partition at its current batch's first offset, to rewrite that batch whole."""
         starts = {
-            (i.topic, i.partition): i.start_offset for t in self.p.topics for i in self.p.log.partitions(t)
+            (i.topic, i.partition): i.start_offset
+            for t in self.p.topics
+            for i in self.p.log.partitions(t)
         }
         for tp in self.consumer.assignment():
             position = self.consumer.position(*tp)
@@ -257,7 +264,9 @@ class _Loop:
         targets = self._end_offsets()
         last_flush = time.monotonic()
         while not stop.is_set():
-            records = self.consumer.poll(POLL_RECORDS, self.p.config.poll_interval_s if follow else 0.2)
+            records = self.consumer.poll(
+                POLL_RECORDS, self.p.config.poll_interval_s if follow else 0.2
+            )
             for r in records:
                 self._add(r)
             caught_up = not records if follow else self._reached(targets)

@@ -29,6 +29,7 @@ class PersisterState:
     def __init__(self, lake: LakeStore, group: str) -> None:
         self.lake = lake
         self.root = persister_dir(group)
+
     def _progress_path(self, topic: str) -> str:
         return f"{self.root}/progress/{topic}.json"
 
@@ -51,4 +52,6 @@ class PersisterState:
         return value
 
     def set_last_marked_hour(self, hour_ms: int) -> None:
-        self.lake.put_bytes(f"{self.root}/markers.json", orjson.dumps({"last_marked_hour_ms": hour_ms}))
+        self.lake.put_bytes(
+            f"{self.root}/markers.json", orjson.dumps({"last_marked_hour_ms": hour_ms})
+        )

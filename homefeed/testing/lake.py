@@ -9,7 +9,9 @@ from homefeed.lake.base import LakeStore
 from homefeed.lake.layout import event_table
 
 
-def read_event_table(lake: LakeStore, event_type: str, columns: list[str] | None = None) -> pa.Table:
+def read_event_table(
+    lake: LakeStore, event_type: str, columns: list[str] | None = None
+) -> pa.Table:
     """All rows of one event table, with ``dt`` and ``hr`` from the partition directories."""
     fs, base = lake.arrow_filesystem()
     path = f"{base}/{event_table(event_type)}" if base else event_table(event_type)
@@ -19,6 +21,12 @@ def read_event_table(lake: LakeStore, event_type: str, columns: list[str] | None
         info = None
     if info is None or info.type.name == "NotFound":
         return pa.table({})
-    dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive",
-                         exclude_invalid_files=True, ignore_prefixes=[".", "_"])
+    dataset = ds.dataset(
+        path,
+        filesystem=fs,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=True,
+        ignore_prefixes=[".", "_"],
+    )
     return dataset.to_table(columns=columns)

@@ -12,11 +12,27 @@ from homefeed.events.registry import SCHEMA_DIR, SchemaRegistry
 def test_every_event_type_is_registered():
     registry = SchemaRegistry()
     assert registry.event_types == [
-        "board_create", "click", "closeup", "follow", "hide", "impression", "pin_create", "save",
+        "board_create",
+        "click",
+        "closeup",
+        "follow",
+        "hide",
+        "impression",
+        "pin_create",
+        "save",
     ]
     impression = registry.latest("impression")
-    for field in ["event_id", "user_id", "event_time", "surface", "client", "request_id", "position",
-                  "candidate_source", "model_version"]:
+    for field in [
+        "event_id",
+        "user_id",
+        "event_time",
+        "surface",
+        "client",
+        "request_id",
+        "position",
+        "candidate_source",
+        "model_version",
+    ]:
         assert field in impression.required
 
 
@@ -48,8 +64,13 @@ def test_adding_an_optional_field_is_compatible(tmp_path):
     [
         (lambda d: d["properties"].pop("pin_id"), "field 'pin_id' removed"),
         (lambda d: d["properties"].update(pin_id={"type": "string"}), "field 'pin_id' retyped"),
-        (lambda d: (d["properties"].update(dwell_ms={"type": "integer"}), d["required"].append("dwell_ms")),
-         "new required field 'dwell_ms'"),
+        (
+            lambda d: (
+                d["properties"].update(dwell_ms={"type": "integer"}),
+                d["required"].append("dwell_ms"),
+            ),
+            "new required field 'dwell_ms'",
+        ),
     ],
 )
 def test_incompatible_changes_are_refused(tmp_path, change, expected):
@@ -66,7 +87,9 @@ def test_editing_a_published_version_is_refused(tmp_path):
     doc = json.loads((root / "hide" / "v1.json").read_text())
     doc["properties"]["reason"]["enum"].append("boring")
     (root / "hide" / "v1.json").write_text(json.dumps(doc))
-    assert any("hide/v1: published version was edited" in p for p in SchemaRegistry(root, lock).check())
+    assert any(
+        "hide/v1: published version was edited" in p for p in SchemaRegistry(root, lock).check()
+    )
 
 
 def test_cli_schemas_check_against_baseline(tmp_path, monkeypatch):

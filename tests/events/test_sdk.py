@@ -35,7 +35,9 @@ def test_accepted_events_reach_their_topic_keyed_by_user(local_log):
         by_user.setdefault(r.key, set()).add(r.partition)
     assert all(len(parts) == 1 for parts in by_user.values())  # one user, one partition
     for user_records in ([r for r in records if r.key == b"3"],):
-        assert [orjson.loads(r.value)["pin_id"] for r in user_records] == [i for i in range(50) if i % 5 == 3]
+        assert [orjson.loads(r.value)["pin_id"] for r in user_records] == [
+            i for i in range(50) if i % 5 == 3
+        ]
 
 
 def test_rejections_go_to_dead_letters_and_are_returned(local_log):
@@ -52,7 +54,10 @@ def test_rejections_go_to_dead_letters_and_are_returned(local_log):
 
 
 def test_strict_logger_raises_instead(local_log):
-    with EventLogger(local_log, strict=True) as logger, pytest.raises(RejectedEventError, match="pin_id"):
+    with (
+        EventLogger(local_log, strict=True) as logger,
+        pytest.raises(RejectedEventError, match="pin_id"),
+    ):
         logger.log(valid_event("click", pin_id="x"))
 
 
@@ -72,10 +77,12 @@ from homefeed.config import LocalLogConfig, SdkConfig
 from homefeed.events import EventLogger
 from homefeed.log.local import LocalLog
 from homefeed.testing.events import valid_event
-logger = EventLogger(LocalLog(LocalLogConfig(path={str(tmp_path / 'log')!r})),
+logger = EventLogger(LocalLog(LocalLogConfig(path={str(tmp_path / "log")!r})),
                      config=SdkConfig(linger_ms=60000, batch_size=100000))
 for i in range(123):
     logger.log(valid_event("closeup", pin_id=i))
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
-    assert len(_records(LocalLog(LocalLogConfig(path=str(tmp_path / "log"))), "events.closeup")) == 123
+    assert (
+        len(_records(LocalLog(LocalLogConfig(path=str(tmp_path / "log"))), "events.closeup")) == 123
+    )

@@ -93,7 +93,9 @@ def test_parse_never_raises_on_arbitrary_bytes(raw):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -101,7 +103,9 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from(sorted(REGISTRY.event_types)),
-    st.sampled_from(["user_id", "pin_id", "event_time", "surface", "client", "board_id", "position", "extra"]),
+    st.sampled_from(
+        ["user_id", "pin_id", "event_time", "surface", "client", "board_id", "position", "extra"]
+    ),
     json_values,
 )
 def test_any_mutation_is_accepted_canonically_or_rejected_with_a_reason(event_type, field, value):
@@ -120,9 +124,66 @@ def test_any_mutation_is_accepted_canonically_or_rejected_with_a_reason(event_ty
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.datetimes(min_value=datetime(1991, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC)))
+@given(
+    st.datetimes(
+        min_value=datetime(1991, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC)
+    )
+)
 def test_any_utc_datetime_round_trips_to_millisecond_precision(when):
     result = VALIDATOR.check(valid_event("click", event_time=when.isoformat()))
     assert not isinstance(result, Rejection)
     back = datetime.fromisoformat(result[0]["event_time"])
     assert abs((back - when).total_seconds()) < 0.001
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(sorted(REGISTRY.event_types)),
+    st.sampled_from(
+        [
+            "user_id",
+            "pin_id",
+            "surface",
+            "client",
+            "board_id",
+            "position",
+            "topics",
+            "title",
+            "action",
+            "schema_version",
+            "request_id",
+            "extra",
+        ]
+    ),
+    json_values,
+)
+def test_fast_check_never_accepts_what_the_full_validator_refuses(event_type, field, value):
+    import fastjsonschema
+
+    from homefeed.events.fastcheck import compile_check
+
+    schema = REGISTRY.latest(event_type).document
+    full = fastjsonschema.compile(schema, formats={"date-time": lambda _v: True})
+    fast = compile_check(schema)
+    event = valid_event(event_type, event_id="x", schema_version=1) | {field: value}
+    try:
+        full(event)
+        full_ok = True
+    except fastjsonschema.JsonSchemaValueException:
+        full_ok = False
+    if fast(event):
+        assert full_ok
+    # ...and the two agree except on JSON Schema's loose integers (3.0, True), which fast refuses.
+    elif full_ok:
+        assert any(isinstance(v, bool | float) for v in _leaves(event))
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value

@@ -37,7 +37,11 @@ def test_torn_tail_is_invisible_then_truncated(tmp_path):
     assert log.partitions("t")[0].end_offset == 2
     with log.producer() as p:
         p.send("t", b"c")
-    assert [(r.offset, r.value) for r in _read_all(log, "t", "g2")] == [(0, b"a"), (1, b"b"), (2, b"c")]
+    assert [(r.offset, r.value) for r in _read_all(log, "t", "g2")] == [
+        (0, b"a"),
+        (1, b"b"),
+        (2, b"c"),
+    ]
 
 
 def test_corrupt_frame_stops_readers(tmp_path):
@@ -75,7 +79,11 @@ def test_writers_in_several_processes_never_share_an_offset(tmp_path):
     assert len(records) == 1500
     assert len({(r.partition, r.offset) for r in records}) == 1500
     for worker in range(3):  # each writer's records keep their order
-        mine = [int(r.value.split(b":")[1]) for r in records if r.value.startswith(f"{worker}:".encode())]
+        mine = [
+            int(r.value.split(b":")[1])
+            for r in records
+            if r.value.startswith(f"{worker}:".encode())
+        ]
         assert mine == list(range(500))
 
 
@@ -112,9 +120,8 @@ def test_active_segment_is_never_removed(tmp_path):
 def test_one_live_consumer_per_group(tmp_path):
     log = _log(tmp_path)
     log.ensure_topic(TopicSpec("t", 1))
-    with log.consumer("g", ["t"]):
-        with pytest.raises(LogError, match="already has a live consumer"):
-            log.consumer("g", ["t"])
+    with log.consumer("g", ["t"]), pytest.raises(LogError, match="already has a live consumer"):
+        log.consumer("g", ["t"])
     log.consumer("g", ["t"]).close()  # released on close
 
 

@@ -1,8 +1,8 @@
 import pytest
+from homefeed.lake.local import LocalLake
 
 from homefeed.config import LocalLogConfig, PersisterConfig
 from homefeed.events import EventLogger
-from homefeed.lake.local import LocalLake
 from homefeed.log.local import LocalLog
 from homefeed.persister import Persister
 
@@ -19,9 +19,12 @@ def lake(tmp_path):
 
 @pytest.fixture
 def persist(local_log, lake):
-    def run(group: str = "persister", batch_records: int = 500, late_delay_minutes: float = 0.0, **kw):
-        config = PersisterConfig(group=group, batch_records=batch_records,
-                                 late_delay_minutes=late_delay_minutes, **kw)
+    def run(
+        group: str = "persister", batch_records: int = 500, late_delay_minutes: float = 0.0, **kw
+    ):
+        config = PersisterConfig(
+            group=group, batch_records=batch_records, late_delay_minutes=late_delay_minutes, **kw
+        )
         return Persister(local_log, lake, config=config).run()
 
     return run

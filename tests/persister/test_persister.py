@@ -22,8 +22,13 @@ def _log_events(logger, count: int, first_minute: float = 0, step_minutes: float
     kinds = ["click", "click", "save", "hide"]
     for i in range(count):
         kind = kinds[i % len(kinds)]
-        event = valid_event(kind, user_id=i % 17, pin_id=i, event_id=f"e{first_minute}-{i}",
-                            event_time=_at(first_minute + i * step_minutes))
+        event = valid_event(
+            kind,
+            user_id=i % 17,
+            pin_id=i,
+            event_id=f"e{first_minute}-{i}",
+            event_time=_at(first_minute + i * step_minutes),
+        )
         assert logger.log(event) is None
         ids[kind].add(event["event_id"])
     logger.flush()
@@ -35,7 +40,13 @@ def _assert_exactly_once(lake, local_log, ids):
         table = read_event_table(lake, kind)
         assert table.num_rows == len(expected), kind
         assert set(table.column("event_id").to_pylist()) == expected
-        keys = list(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist(), strict=True))
+        keys = list(
+            zip(
+                table.column("_partition").to_pylist(),
+                table.column("_offset").to_pylist(),
+                strict=True,
+            )
+        )
         assert len(set(keys)) == len(keys), f"duplicate offsets in {kind}"
         ends = {i.partition: i.end_offset for i in local_log.partitions(f"events.{kind}")}
         assert Counter(p for p, _ in keys) == Counter({p: e for p, e in ends.items() if e})
@@ -49,7 +60,10 @@ def test_every_event_lands_once_in_its_event_hour(logger, persist, lake, local_l
     table = read_event_table(lake, "click")
     hours = pc.floor_temporal(table.column("event_time"), unit="hour")
     labels = [f"{h:%Y-%m-%d}T{h:%H}" for h in hours.to_pylist()]
-    paths = [f"{d}T{int(h):02d}" for d, h in zip(table.column("dt").to_pylist(), table.column("hr").to_pylist(), strict=True)]
+    paths = [
+        f"{d}T{int(h):02d}"
+        for d, h in zip(table.column("dt").to_pylist(), table.column("hr").to_pylist(), strict=True)
+    ]
     assert labels == paths
 
 
@@ -59,7 +73,9 @@ def test_a_second_run_with_nothing_new_writes_nothing(logger, persist):
     assert persist().total_rows == 0
 
 
-def test_tails_grow_into_whole_batches_and_replays_cut_identically(logger, persist, lake, local_log):
+def test_tails_grow_into_whole_batches_and_replays_cut_identically(
+    logger, persist, lake, local_log
+):
     ids = _log_events(logger, 1300)  # batches of 500: the tail of each partition is partial
     persist()
     more = _log_events(logger, 900, first_minute=650)
@@ -84,7 +100,9 @@ def test_hours_are_marked_complete_and_late_events_counted(logger, persist, lake
     assert [m.split("/")[2:4] for m in markers] == [
         ["dt=2026-11-20", f"hr={h:02d}"] for h in range(8, 14)
     ]
-    assert lake.exists("events/board_create/dt=2026-11-20/hr=10/_SUCCESS")  # no data is complete too
+    assert lake.exists(
+        "events/board_create/dt=2026-11-20/hr=10/_SUCCESS"
+    )  # no data is complete too
     assert logger.log(valid_event("click", event_id="late-1", event_time=_at(65))) is None  # 09:05
     logger.flush()
     report = persist(late_delay_minutes=10)
@@ -99,12 +117,14 @@ def test_records_that_bypassed_the_sdk_are_dead_lettered_not_lost(logger, persis
     with local_log.producer() as producer:
         producer.send("events.click", b'{"event_type": "click", "user_id": "x"}', key=b"1")
         producer.send("events.click", b"\xff not json", key=b"1")
-        producer.send("events.click", orjson.dumps(valid_event("save", event_id="wrong-topic")), key=b"1")
+        producer.send(
+            "events.click", orjson.dumps(valid_event("save", event_id="wrong-topic")), key=b"1"
+        )
     report = persist()
     assert report.dead_lettered == 3
     with local_log.consumer("check", [DEAD_LETTER_TOPIC]) as c:
         dead = [orjson.loads(r.value) for r in c.poll(100, 0.5)]
-    assert sorted(d["reason"] for d in dead) == ["invalid_field", "not_utf8", "wrong_topic"]
+    assert sorted(d["reason"] for d in dead) == ["missing_field", "not_utf8", "wrong_topic"]
     assert all(d["source"].startswith("persister:events.click") for d in dead)
     assert read_event_table(lake, "click").num_rows == 20
 
@@ -115,6 +135,8 @@ def test_hour_boundaries_split_a_batch(logger, persist, lake):
     logger.flush()
     persist()
     table = read_event_table(lake, "click")
-    by_id = dict(zip(table.column("event_id").to_pylist(), table.column("hr").to_pylist(), strict=True))
+    by_id = dict(
+        zip(table.column("event_id").to_pylist(), table.column("hr").to_pylist(), strict=True)
+    )
     assert by_id == {"a": 8, "b": 9}
     assert HOUR_MS == 3_600_000

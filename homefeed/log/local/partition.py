@@ -46,7 +46,8 @@ class PartitionWriter:
             now_ms = int(time.time() * 1000)
             first = self._next_offset
             data = b"".join(
-                seg.encode(first + i, now_ms, key, value) for i, (key, value) in enumerate(frames_of)
+                seg.encode(first + i, now_ms, key, value)
+                for i, (key, value) in enumerate(frames_of)
             )
             assert self._fd is not None
             written = os.pwrite(self._fd, data, self._size)
@@ -74,7 +75,11 @@ class PartitionWriter:
             if result.valid_bytes < os.fstat(self._fd).st_size:
                 log.warning("truncating torn tail of %s at byte %d", last, result.valid_bytes)
                 os.ftruncate(self._fd, result.valid_bytes)
-            self._segment, self._size, self._next_offset = last, result.valid_bytes, result.next_offset
+            self._segment, self._size, self._next_offset = (
+                last,
+                result.valid_bytes,
+                result.next_offset,
+            )
 
     def _roll(self) -> None:
         path = self.directory / seg.segment_name(self._next_offset)
@@ -129,7 +134,10 @@ class PartitionReader:
         if offset < start:
             log.warning(
                 "%s[%d]: offset %d is past retention; resuming at %d",
-                self.topic, self.partition, offset, start,
+                self.topic,
+                self.partition,
+                offset,
+                start,
             )
             offset = start
         candidates = [s for s in segments if seg.segment_base(s) <= offset]
@@ -155,19 +163,12 @@ class PartitionReader:
         try:
             with self._segment.open("rb") as f:
                 f.seek(self._pos)
-                buf = f.read(max_bytes)
+                # Enough for the records asked for at a generous 2 KiB each, not a whole segment.
+                buf = f.read(min(max_bytes, max(max_records, 16) * 2048))
         except FileNotFoundError:  # removed by retention under our feet
             self.seek(self.offset)
             return []
-        out = []
-        end = 0
-        for frame in seg.decode_all(buf):
-            out.append(
-                Record(self.topic, self.partition, frame.offset, frame.timestamp_ms, frame.key, frame.value)
-            )
-            end = frame.end
-            if len(out) >= max_records:
-                break
+        out, end = seg.decode_records(buf, self.topic, self.partition, max_records)
         if out:
             self._pos += end
             self.offset = out[-1].offset + 1

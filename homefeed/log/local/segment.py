@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from homefeed.log.base import Record
+
 PREFIX = struct.Struct("<II")
 BODY = struct.Struct("<qqi")
 HEADER_SIZE = PREFIX.size + BODY.size
@@ -38,7 +40,9 @@ def list_segments(partition_dir: Path) -> list[Path]:
 
 def encode(offset: int, timestamp_ms: int, key: bytes | None, value: bytes) -> bytes:
     key_bytes = key or b""
-    body = BODY.pack(offset, timestamp_ms, -1 if key is None else len(key_bytes)) + key_bytes + value
+    body = (
+        BODY.pack(offset, timestamp_ms, -1 if key is None else len(key_bytes)) + key_bytes + value
+    )
     return PREFIX.pack(zlib.crc32(body), len(body)) + body
 
 
@@ -49,6 +53,32 @@ class Frame:
     key: bytes | None
     value: bytes
     end: int  # byte position just past this frame in the buffer it came from
+
+
+def decode_records(
+    buf: bytes, topic: str, partition: int, max_records: int
+) -> tuple[list[Record], int]:
+    """Up to ``max_records`` complete, valid frames of ``buf`` as Records, and the bytes used.
+
+    The hot read path: frames are decoded straight into Records from one bytes object.
+    """
+    out: list[Record] = []
+    pos, size = 0, len(buf)
+    unpack_prefix, unpack_body = PREFIX.unpack_from, BODY.unpack_from
+    crc32 = zlib.crc32
+    view = memoryview(buf)
+    while pos + HEADER_SIZE <= size and len(out) < max_records:
+        crc, length = unpack_prefix(buf, pos)
+        body_start = pos + 8
+        end = body_start + length
+        if length < BODY.size or end > size or crc32(view[body_start:end]) != crc:
+            break
+        offset, timestamp_ms, key_len = unpack_body(buf, body_start)
+        value_start = body_start + 20 + max(key_len, 0)
+        key = None if key_len < 0 else buf[body_start + 20 : value_start]
+        out.append(Record(topic, partition, offset, timestamp_ms, key, buf[value_start:end]))
+        pos = end
+    return out, pos
 
 
 def decode_all(buf: bytes | memoryview, start: int = 0) -> Iterator[Frame]:
