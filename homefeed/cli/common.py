@@ -17,7 +17,6 @@ from homefeed.config import ConfigError, HomefeedConfig, load_config
 
 if TYPE_CHECKING:
     from homefeed.lake.base import LakeStore
-
     from homefeed.log.base import EventLog
 
 console = Console()
@@ -28,6 +27,10 @@ err_console = Console(stderr=True)
 class Settings:
     config_path: Path | None = None
     _config: HomefeedConfig | None = field(default=None, repr=False)
+
+    def reset(self) -> None:
+        """Forget the loaded config, so the next command reads the file and environment anew."""
+        self._config = None
 
     @property
     def config(self) -> HomefeedConfig:

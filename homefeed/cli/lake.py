@@ -22,17 +22,9 @@ def print_summary() -> None:
     from homefeed.lake.summary import summarize
 
     lake = open_lake_store()
-    table = Table(
-        "table",
-        "rows",
-        "files",
-        "MB",
-        "hours",
-        "complete",
-        "first hour",
-        "last hour",
-        title=f"lake at {lake.uri}",
-    )
+    table = Table(title=f"lake at {lake.uri}")
+    for name in ["table", "rows", "files", "MB", "hours", "complete", "first hour", "last hour"]:
+        table.add_column(name, no_wrap=True, justify="left" if name == "table" else "right")
     for s in summarize(lake):
         table.add_row(
             s.table,

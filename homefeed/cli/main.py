@@ -41,6 +41,7 @@ def root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     settings.config_path = config
+    settings.reset()
     setup_logging(verbose)
 
 

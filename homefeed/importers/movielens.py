@@ -98,13 +98,15 @@ def _time(ts: int) -> str:
 
 
 def _event(event_type: str, user_id: int, ts: int, **fields: Any) -> dict[str, Any]:
+    # Deterministic ids: importing the same files twice produces the same events.
+    subject = fields.get("pin_id", fields.get("board_id"))
     return {
         "event_type": event_type,
         "user_id": user_id,
         "event_time": _time(ts),
         "surface": "other",
         "client": CLIENT,
-        "event_id": f"ml-{event_type}-{user_id}-{fields.get('pin_id', fields['board_id'])}-{ts}",
+        "event_id": f"ml-{event_type}-{user_id}-{subject}-{ts}",
         **fields,
     }
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow.dataset as ds
-from homefeed.lake.base import LakeStore
 
+from homefeed.lake.base import LakeStore
 from homefeed.lake.layout import EVENTS
 
 _HOUR_DIR = re.compile(r"^(?P<table>.+)/dt=(?P<dt>[0-9-]{10})/hr=(?P<hr>\d\d)/(?P<name>[^/]+)$")

@@ -1,39 +1,15 @@
-"""Lake fixtures: every store behind one ``lake`` fixture, and a shared moto S3 server."""
+"""Lake fixtures: every store behind one ``lake`` fixture (servers come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from homefeed.lake.base import LakeStore
-from homefeed.lake.local import LocalLake
-from homefeed.lake.s3 import S3Lake
-from homefeed.testing.s3 import MotoS3Server
-
-BACKENDS = ["local", pytest.param("s3", marks=pytest.mark.s3)]
+from tests.conftest import LAKE_BACKENDS, make_lake
 
 
-@pytest.fixture(scope="session")
-def moto_s3() -> Iterator[MotoS3Server]:
-    """One in-memory S3 server for the session; tests keep apart by bucket or prefix."""
-    with MotoS3Server() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def s3_bucket(moto_s3: MotoS3Server) -> str:
-    bucket = f"homefeed-lake-{uuid.uuid4().hex[:8]}"
-    S3Lake(bucket, "", moto_s3.s3_config()).create_bucket()
-    return bucket
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=LAKE_BACKENDS)
 def lake(request: pytest.FixtureRequest, tmp_path: Path) -> LakeStore:
-    if request.param == "local":
-        return LocalLake(tmp_path / "lake")
-    server: MotoS3Server = request.getfixturevalue("moto_s3")
-    bucket: str = request.getfixturevalue("s3_bucket")
-    return S3Lake(bucket, f"tests/{uuid.uuid4().hex[:12]}", server.s3_config())
+    return make_lake(request, tmp_path, request.param)

@@ -12,10 +12,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from homefeed.lake.local import LocalLake
 
 from homefeed.config import LocalLogConfig
 from homefeed.events import EventLogger
+from homefeed.lake.local import LocalLake
 from homefeed.log.local import LocalLog
 from homefeed.testing.events import valid_event
 from homefeed.testing.lake import read_event_table

@@ -35,7 +35,7 @@ def _log_events(logger, count: int, first_minute: float = 0, step_minutes: float
     return ids
 
 
-def _assert_exactly_once(lake, local_log, ids):
+def _assert_exactly_once(lake, event_log, ids):
     for kind, expected in ids.items():
         table = read_event_table(lake, kind)
         assert table.num_rows == len(expected), kind
@@ -48,15 +48,15 @@ def _assert_exactly_once(lake, local_log, ids):
             )
         )
         assert len(set(keys)) == len(keys), f"duplicate offsets in {kind}"
-        ends = {i.partition: i.end_offset for i in local_log.partitions(f"events.{kind}")}
+        ends = {i.partition: i.end_offset for i in event_log.partitions(f"events.{kind}")}
         assert Counter(p for p, _ in keys) == Counter({p: e for p, e in ends.items() if e})
 
 
-def test_every_event_lands_once_in_its_event_hour(logger, persist, lake, local_log):
+def test_every_event_lands_once_in_its_event_hour(logger, persist, lake, event_log):
     ids = _log_events(logger, 2000)
     report = persist()
     assert report.total_rows == 2000
-    _assert_exactly_once(lake, local_log, ids)
+    _assert_exactly_once(lake, event_log, ids)
     table = read_event_table(lake, "click")
     hours = pc.floor_temporal(table.column("event_time"), unit="hour")
     labels = [f"{h:%Y-%m-%d}T{h:%H}" for h in hours.to_pylist()]
@@ -74,7 +74,7 @@ def test_a_second_run_with_nothing_new_writes_nothing(logger, persist):
 
 
 def test_tails_grow_into_whole_batches_and_replays_cut_identically(
-    logger, persist, lake, local_log
+    logger, persist, lake, event_log
 ):
     ids = _log_events(logger, 1300)  # batches of 500: the tail of each partition is partial
     persist()
@@ -83,12 +83,12 @@ def test_tails_grow_into_whole_batches_and_replays_cut_identically(
     assert report.reread_records > 0  # the tails were read again and rewritten whole
     for kind in ids:
         ids[kind] |= more[kind]
-    _assert_exactly_once(lake, local_log, ids)
+    _assert_exactly_once(lake, event_log, ids)
     files_before = {f.path: f.size for f in lake.list("events")}
     # A new group replays everything from offset 0 into the same lake: same cuts, same files.
     replay = persist(group="replay")
     assert replay.total_rows == 2200
-    _assert_exactly_once(lake, local_log, ids)
+    _assert_exactly_once(lake, event_log, ids)
     assert {f.path for f in lake.list("events")} == set(files_before)
 
 
@@ -112,9 +112,9 @@ def test_hours_are_marked_complete_and_late_events_counted(logger, persist, lake
     assert "late-1" in read_event_table(lake, "click").column("event_id").to_pylist()
 
 
-def test_records_that_bypassed_the_sdk_are_dead_lettered_not_lost(logger, persist, lake, local_log):
+def test_records_that_bypassed_the_sdk_are_dead_lettered_not_lost(logger, persist, lake, event_log):
     _log_events(logger, 40)
-    with local_log.producer() as producer:
+    with event_log.producer() as producer:
         producer.send("events.click", b'{"event_type": "click", "user_id": "x"}', key=b"1")
         producer.send("events.click", b"\xff not json", key=b"1")
         producer.send(
@@ -122,8 +122,10 @@ def test_records_that_bypassed_the_sdk_are_dead_lettered_not_lost(logger, persis
         )
     report = persist()
     assert report.dead_lettered == 3
-    with local_log.consumer("check", [DEAD_LETTER_TOPIC]) as c:
-        dead = [orjson.loads(r.value) for r in c.poll(100, 0.5)]
+    with event_log.consumer("check", [DEAD_LETTER_TOPIC]) as c:
+        dead: list = []
+        while len(dead) < 3 and (batch := c.poll(100, 5.0)):
+            dead += [orjson.loads(r.value) for r in batch]
     assert sorted(d["reason"] for d in dead) == ["missing_field", "not_utf8", "wrong_topic"]
     assert all(d["source"].startswith("persister:events.click") for d in dead)
     assert read_event_table(lake, "click").num_rows == 20

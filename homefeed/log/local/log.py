@@ -61,7 +61,7 @@ class LocalLog(EventLog):
 
     def __init__(self, config: LocalLogConfig | None = None) -> None:
         self.config = config or LocalLogConfig()  # type: ignore[call-arg]
-        self.root = Path(self.config.path)
+        self.root = Path(self.config.path).resolve()
         (self.root / "topics").mkdir(parents=True, exist_ok=True)
         (self.root / "groups").mkdir(parents=True, exist_ok=True)
 

@@ -106,16 +106,21 @@ class ScanResult:
     records: int
 
 
-_scan_cache: dict[Path, ScanResult] = {}
+_scan_cache: dict[tuple[int, int], ScanResult] = {}
 
 
 def scan_cached(path: Path, base_offset: int) -> ScanResult:
-    """``scan`` that resumes from where the last scan of this file ended (segments only grow)."""
-    known = _scan_cache.get(path)
-    if known is None or path.stat().st_size < known.valid_bytes:
+    """``scan`` that resumes from where the last scan of this file ended (segments only grow).
+
+    Keyed by device and inode, not by name: a path can be relative, or name a new file.
+    """
+    stat = path.stat()
+    key = (stat.st_dev, stat.st_ino)
+    known = _scan_cache.get(key)
+    if known is None or stat.st_size < known.valid_bytes or known.next_offset < base_offset:
         known = ScanResult(0, base_offset, 0)
     result = scan(path, base_offset, start=known)
-    _scan_cache[path] = result
+    _scan_cache[key] = result
     return result
 
 
