@@ -71,14 +71,14 @@ def test_topics_show_persister_lag(runner, tmp_path):
     assert runner.invoke(app, ["events", "produce", "e.jsonl"]).exit_code == 0
     before = runner.invoke(app, ["topics"]).output
     assert (
-        [line for line in before.splitlines() if "events.click" in line][0]
+        next(line for line in before.splitlines() if "events.click" in line)
         .rstrip(" │")
         .endswith("7")
     )
     assert runner.invoke(app, ["persist"]).exit_code == 0
     after = runner.invoke(app, ["topics"]).output
     assert (
-        [line for line in after.splitlines() if "events.click" in line][0]
+        next(line for line in after.splitlines() if "events.click" in line)
         .rstrip(" │")
         .endswith("0")
     )

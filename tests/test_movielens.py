@@ -38,7 +38,13 @@ def test_ratings_become_saves_and_clicks_at_their_own_times(tmp_path, movielens)
     log = LocalLog(LocalLogConfig(path=str(tmp_path / "log")))
     with EventLogger(log) as logger:
         report = import_movielens(movielens, logger)
-    assert (report.ratings, report.saves, report.clicks, report.movies, report.users) == (3, 2, 1, 2, 2)
+    assert (report.ratings, report.saves, report.clicks, report.movies, report.users) == (
+        3,
+        2,
+        1,
+        2,
+        2,
+    )
     assert report.rejected == 0
     saves = sorted(_events(log, "events.save"), key=lambda e: e["event_time"])
     assert [(e["user_id"], e["pin_id"], e["board_id"]) for e in saves] == [(1, 1, 1), (2, 2, 2)]

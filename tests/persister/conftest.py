@@ -8,7 +8,6 @@ from homefeed.persister import Persister
 from homefeed.testing.broker import TansuBroker
 from tests.conftest import make_lake
 
-
 # (log, lake): every log backend and every lake backend, without the full cross product.
 BACKENDS = [
     ("local", "local"),
