@@ -22,6 +22,7 @@ from homefeed.log.base import Record
 
 PREFIX = struct.Struct("<II")
 BODY = struct.Struct("<qqi")
+_OFFSET = struct.Struct("<q")
 HEADER_SIZE = PREFIX.size + BODY.size
 SUFFIX = ".log"
 
@@ -46,19 +47,10 @@ def encode(offset: int, timestamp_ms: int, key: bytes | None, value: bytes) -> b
     return PREFIX.pack(zlib.crc32(body), len(body)) + body
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes
-    end: int  # byte position just past this frame in the buffer it came from
-
-
 def decode_records(
     buf: bytes, topic: str, partition: int, max_records: int
 ) -> tuple[list[Record], int]:
-    """Up to ``max_records`` complete, valid frames of ``buf`` as Records, and the bytes used.
+    """Up to ``max_records`` complete, CRC-valid frames of ``buf`` as Records, and bytes used.
 
     The hot read path: frames are decoded straight into Records from one bytes object.
     """
@@ -74,29 +66,11 @@ def decode_records(
         if length < BODY.size or end > size or crc32(view[body_start:end]) != crc:
             break
         offset, timestamp_ms, key_len = unpack_body(buf, body_start)
-        value_start = body_start + 20 + max(key_len, 0)
-        key = None if key_len < 0 else buf[body_start + 20 : value_start]
+        value_start = body_start + BODY.size + max(key_len, 0)
+        key = None if key_len < 0 else buf[body_start + BODY.size : value_start]
         out.append(Record(topic, partition, offset, timestamp_ms, key, buf[value_start:end]))
         pos = end
     return out, pos
-
-
-def decode_all(buf: bytes | memoryview, start: int = 0) -> Iterator[Frame]:
-    """Complete, valid frames from ``start``; stops at the first short or corrupt one."""
-    view = memoryview(buf)
-    pos, size = start, len(view)
-    while pos + HEADER_SIZE <= size:
-        crc, length = PREFIX.unpack_from(view, pos)
-        body_start = pos + PREFIX.size
-        end = body_start + length
-        if length < BODY.size or end > size or zlib.crc32(view[body_start:end]) != crc:
-            return
-        offset, timestamp_ms, key_len = BODY.unpack_from(view, body_start)
-        key_start = body_start + BODY.size
-        value_start = key_start + max(key_len, 0)
-        key = None if key_len < 0 else bytes(view[key_start:value_start])
-        yield Frame(offset, timestamp_ms, key, bytes(view[value_start:end]), end)
-        pos = end
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +84,8 @@ _scan_cache: dict[tuple[int, int], ScanResult] = {}
 
 
 def scan_cached(path: Path, base_offset: int) -> ScanResult:
-    """``scan`` that resumes from where the last scan of this file ended (segments only grow).
+    """``scan`` of headers only, resuming where the last scan of this file ended (segments only
+    grow). For offsets; the writer's own scan verifies CRCs before it truncates anything.
 
     Keyed by device and inode, not by name: a path can be relative, or name a new file.
     """
@@ -119,13 +94,37 @@ def scan_cached(path: Path, base_offset: int) -> ScanResult:
     known = _scan_cache.get(key)
     if known is None or stat.st_size < known.valid_bytes or known.next_offset < base_offset:
         known = ScanResult(0, base_offset, 0)
-    result = scan(path, base_offset, start=known)
+    result = scan(path, base_offset, start=known, verify=False)
     _scan_cache[key] = result
     return result
 
 
+def walk(buf: bytes, verify: bool) -> Iterator[tuple[int, int]]:
+    """(offset, end position) of each complete frame of ``buf``, stopping at a short one.
+
+    With ``verify`` every frame's CRC is checked too; without, only the headers are read,
+    which is what finding offsets needs (readers check every CRC they return).
+    """
+    pos, size = 0, len(buf)
+    view = memoryview(buf)
+    unpack_prefix, unpack_offset = PREFIX.unpack_from, _OFFSET.unpack_from
+    while pos + HEADER_SIZE <= size:
+        crc, length = unpack_prefix(buf, pos)
+        end = pos + 8 + length
+        if length < BODY.size or end > size:
+            return
+        if verify and zlib.crc32(view[pos + 8 : end]) != crc:
+            return
+        yield unpack_offset(buf, pos + 8)[0], end
+        pos = end
+
+
 def scan(
-    path: Path, base_offset: int, chunk_bytes: int = 8 << 20, start: ScanResult | None = None
+    path: Path,
+    base_offset: int,
+    chunk_bytes: int = 8 << 20,
+    start: ScanResult | None = None,
+    verify: bool = True,
 ) -> ScanResult:
     """Walk a segment's frames to find where its valid data ends."""
     start = start or ScanResult(0, base_offset, 0)
@@ -134,11 +133,10 @@ def scan(
         while True:
             f.seek(pos)
             buf = f.read(chunk_bytes)
-            moved = False
-            for frame in decode_all(buf):
-                next_offset, records, moved = frame.offset + 1, records + 1, True
-                last_end = frame.end
-            if not moved:
+            last_end = 0
+            for offset, end in walk(buf, verify):
+                next_offset, records, last_end = offset + 1, records + 1, end
+            if not last_end:
                 return ScanResult(pos, next_offset, records)
             pos += last_end
             if len(buf) < chunk_bytes:
@@ -154,10 +152,10 @@ def find_position(path: Path, offset: int, chunk_bytes: int = 8 << 20) -> int:
             f.seek(pos)
             buf = f.read(chunk_bytes)
             last_end = 0
-            for frame in decode_all(buf):
-                if frame.offset >= offset:
+            for frame_offset, end in walk(buf, verify=False):
+                if frame_offset >= offset:
                     return pos + last_end
-                last_end = frame.end
+                last_end = end
             if last_end == 0 or len(buf) < chunk_bytes:
                 return pos + last_end
             pos += last_end
