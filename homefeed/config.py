@@ -114,12 +114,46 @@ class SimulatorConfig(Section):
     start: str = Field("2026-11-01T00:00:00Z", description="Simulated time of day 0 (UTC).")
 
 
+class DuckDBConfig(Section):
+    memory_limit: str = Field("3GB", description="DuckDB memory limit; larger work spills to disk.")
+    threads: int | None = Field(None, ge=1, description="Threads; None means all cores.")
+    temp_directory: str | None = Field(None, description="Spill directory; None: DuckDB's default.")
+
+
+class SparkConfig(Section):
+    master: str = Field("local[*]", description="Spark master URL, e.g. spark://host:7077.")
+    driver_memory: str = Field("2g", description="spark.driver.memory.")
+    shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions.")
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
+
+
+class EngineConfig(Section):
+    default: Literal["duckdb", "spark"] = Field("duckdb", description="Engine for jobs and SQL.")
+    duckdb: DuckDBConfig = Field(default_factory=DuckDBConfig)  # type: ignore[arg-type]
+    spark: SparkConfig = Field(default_factory=SparkConfig)  # type: ignore[arg-type]
+
+
+class JobsConfig(Section):
+    lake_retention_days: int = Field(90, ge=1, description="`homefeed lake gc` drops older hours.")
+    label_window_hours: float = Field(
+        24.0, gt=0, description="A click/save/hide within this long after an impression labels it."
+    )
+    interest_half_life_days: float = Field(
+        7.0, gt=0, description="Half-life of the time decay in user-topic interest profiles."
+    )
+    smoothing_impressions: float = Field(
+        100.0, ge=0, description="Prior weight (in impressions) of Bayesian-smoothed pin rates."
+    )
+
+
 class HomefeedConfig(Section):
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
     lake: LakeConfig = Field(default_factory=LakeConfig)  # type: ignore[arg-type]
     sdk: SdkConfig = Field(default_factory=SdkConfig)  # type: ignore[arg-type]
     persister: PersisterConfig = Field(default_factory=PersisterConfig)  # type: ignore[arg-type]
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)  # type: ignore[arg-type]
+    engine: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
+    jobs: JobsConfig = Field(default_factory=JobsConfig)  # type: ignore[arg-type]
 
 
 def _format_errors(source: str, err: ValidationError) -> str:

@@ -117,6 +117,8 @@ def persist(
 def run_persister(follow: bool) -> Any:
     import threading
 
+    from homefeed.events.registry import SchemaRegistry
+    from homefeed.events.sdk import ensure_event_topics
     from homefeed.persister import Persister
 
     cfg = settings.config
@@ -130,6 +132,8 @@ def run_persister(follow: bool) -> Any:
             bar.advance(task, report.total_rows - seen[0])
             seen[0] = report.total_rows
 
+        # A persister may start before any service has logged: make sure its topics exist.
+        ensure_event_topics(event_log, SchemaRegistry(), cfg.log.partitions, retention_ms())
         persister = Persister(event_log, lake, config=cfg.persister, on_batch=on_batch)
         console.print(
             f"persisting {len(persister.topics)} topics from the {event_log.name} log "

@@ -31,11 +31,12 @@ new ``updated_at``, so a job can see that an hour it already processed has chang
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -235,6 +236,23 @@ class _Batch:
     unwritten: int = 0  # records since the last write
 
 
+def _offset(record: Record) -> int:
+    return record.offset
+
+
+def _runs(records: list[Record]) -> Iterator[list[Record]]:
+    """Split a poll's records into runs of one partition each (consumers return them so)."""
+    start = 0
+    for i in range(1, len(records) + 1):
+        if (
+            i == len(records)
+            or records[i].partition != records[start].partition
+            or (records[i].topic != records[start].topic)
+        ):
+            yield records[start:i]
+            start = i
+
+
 class _Loop:
     """Buffers each partition's current batch and decides when to write it."""
 
@@ -267,8 +285,8 @@ class _Loop:
             records = self.consumer.poll(
                 POLL_RECORDS, self.p.config.poll_interval_s if follow else 0.2
             )
-            for r in records:
-                self._add(r)
+            for run in _runs(records):
+                self._add_run(run)
             caught_up = not records if follow else self._reached(targets)
             due = time.monotonic() - last_flush >= self.p.config.flush_interval_s
             if caught_up or (follow and due):
@@ -279,18 +297,22 @@ class _Loop:
                 if not follow:
                     return
 
-    def _add(self, record: Record) -> None:
-        tp = (record.topic, record.partition)
-        batch = self.batches[tp]
-        boundary = batch.name - batch.name % self.n + self.n
-        if record.offset >= boundary:  # the batch is complete: write it, start the next one
-            self._write(tp)
-            batch = self.batches[tp] = _Batch(boundary, persisted=boundary)
-        batch.records.append(record)
-        if record.offset >= batch.persisted:
-            batch.unwritten += 1
-        else:
-            self.p.report.reread_records += 1
+    def _add_run(self, run: list[Record]) -> None:
+        """Add records of one partition, in offset order, cutting at batch boundaries."""
+        tp = (run[0].topic, run[0].partition)
+        while run:
+            batch = self.batches[tp]
+            boundary = batch.name - batch.name % self.n + self.n
+            if run[0].offset >= boundary:  # the batch is complete: write it, start the next
+                self._write(tp)
+                batch = self.batches[tp] = _Batch(boundary, persisted=boundary)
+                boundary += self.n
+            cut = bisect.bisect_left(run, boundary, key=_offset)
+            head, run = run[:cut], run[cut:]
+            batch.records += head
+            new = len(head) - bisect.bisect_left(head, batch.persisted, key=_offset)
+            batch.unwritten += new
+            self.p.report.reread_records += len(head) - new
 
     def _write(self, tp: TopicPartition) -> None:
         batch = self.batches[tp]
