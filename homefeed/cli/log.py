@@ -40,9 +40,12 @@ def topics(
         )
         for spec in event_log.topics():
             infos = event_log.partitions(spec.name)
-            lags = []
+            lags: list[int | None] = []
             for g in groups:
                 committed = event_log.group_offsets(g, spec.name)
+                if not committed:  # the group does not read this topic
+                    lags.append(None)
+                    continue
                 lags.append(
                     sum(i.end_offset - committed.get(i.partition, i.start_offset) for i in infos)
                 )
@@ -53,7 +56,7 @@ def topics(
                 str(sum(i.start_offset for i in infos)),
                 str(sum(i.end_offset for i in infos)),
                 str(sum(i.end_offset - i.start_offset for i in infos)),
-                *(f"{lag:,}" for lag in lags),
+                *("—" if lag is None else f"{lag:,}" for lag in lags),
             )
     console.print(table)
 
