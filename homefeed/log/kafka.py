@@ -271,12 +271,17 @@ class KafkaLog(EventLog):
     # -- offsets ------------------------------------------------------------------------------
 
     def partitions(self, topic: str) -> list[PartitionInfo]:
-        ids = self._partition_ids(topic)
-        tps = [(topic, p) for p in ids]
+        return self.partitions_of([topic])
+
+    def partitions_of(self, topics: Sequence[str]) -> list[PartitionInfo]:
+        """All topics' offsets with one round of look-ups and one end-offset probe."""
+        tps = [(topic, p) for topic in topics for p in self._partition_ids(topic)]
+        if not tps:
+            return []
         starts = self._list_offsets(tps, OffsetSpec.earliest())
         listed_ends = self._list_offsets(tps, OffsetSpec.latest())
         ends = self._true_end_offsets(starts, listed_ends)
-        return [PartitionInfo(topic, p, starts[(topic, p)], ends[(topic, p)]) for p in ids]
+        return [PartitionInfo(t, p, starts[(t, p)], ends[(t, p)]) for t, p in tps]
 
     def _list_offsets(
         self, tps: list[TopicPartition], spec: OffsetSpec

@@ -47,7 +47,7 @@ from homefeed.events.registry import DEAD_LETTER_TOPIC, TOPIC_PREFIX, SchemaRegi
 from homefeed.events.validate import EventValidator
 from homefeed.lake.base import LakeStore
 from homefeed.lake.layout import HOUR_MS, event_table, hour_label, part_file, success_marker
-from homefeed.log.base import Consumer, EventLog, Record, TopicPartition
+from homefeed.log.base import Consumer, EventLog, PartitionInfo, Record, TopicPartition
 from homefeed.persister.batch import hour_floor, parse_batch
 from homefeed.persister.state import PartitionProgress, PersisterState
 
@@ -164,8 +164,17 @@ class Persister:
 
     # -- hour markers ---------------------------------------------------------------------
 
-    def mark_complete_hours(self, consumer: Consumer) -> int:
-        watermark = self._watermark(consumer)
+    def partition_snapshot(self) -> dict[TopicPartition, PartitionInfo]:
+        """Start and end offsets of every partition persisted (one look-up per topic: on Kafka
+        each finds true end offsets with a fetch, so callers reuse the snapshot)."""
+        return {(info.topic, info.partition): info for info in self.log.partitions_of(self.topics)}
+
+    def mark_complete_hours(
+        self, consumer: Consumer, partitions: dict[TopicPartition, PartitionInfo]
+    ) -> int:
+        """Write ``_SUCCESS`` for hours the watermark has passed; ``partitions`` is a recent
+        snapshot of end offsets, to tell partitions with unread records from idle ones."""
+        watermark = self._watermark(consumer, partitions)
         if watermark is None:
             return 0
         first = min(
@@ -193,17 +202,18 @@ class Persister:
         self.report.hours_marked += marked
         return marked
 
-    def _watermark(self, consumer: Consumer) -> int | None:
+    def _watermark(
+        self, consumer: Consumer, partitions: dict[TopicPartition, PartitionInfo]
+    ) -> int | None:
         behind: list[int | None] = []
         newest: list[int] = []
-        for topic in self.topics:
-            for info in self.log.partitions(topic):
-                progress = self._progress[topic].get(info.partition)
-                seen = progress.max_event_ms if progress else None
-                if seen is not None:
-                    newest.append(seen)
-                if consumer.position(topic, info.partition) < info.end_offset:
-                    behind.append(seen)
+        for (topic, partition), info in partitions.items():
+            progress = self._progress[topic].get(partition)
+            seen = progress.max_event_ms if progress else None
+            if seen is not None:
+                newest.append(seen)
+            if consumer.position(topic, partition) < info.end_offset:
+                behind.append(seen)
         if any(b is None for b in behind):
             return None  # a partition with unread records and no known event time yet
         if behind:
@@ -261,15 +271,12 @@ class _Loop:
         self.consumer = consumer
         self.n = persister.config.batch_records
         self.batches: dict[TopicPartition, _Batch] = {}
+        self.partitions = persister.partition_snapshot()
         self._rewind_to_batch_starts()
 
     def _rewind_to_batch_starts(self) -> None:
         """Start each partition at its current batch's first offset, to rewrite that batch whole."""
-        starts = {
-            (i.topic, i.partition): i.start_offset
-            for t in self.p.topics
-            for i in self.p.log.partitions(t)
-        }
+        starts = {tp: info.start_offset for tp, info in self.partitions.items()}
         for tp in self.consumer.assignment():
             position = self.consumer.position(*tp)
             aligned = position - position % self.n
@@ -279,7 +286,7 @@ class _Loop:
             self.batches[tp] = _Batch(name, persisted=position)
 
     def run(self, follow: bool, stop: threading.Event) -> None:
-        targets = self._end_offsets()
+        targets = {tp: info.end_offset for tp, info in self.partitions.items()}
         last_flush = time.monotonic()
         while not stop.is_set():
             records = self.consumer.poll(
@@ -292,7 +299,9 @@ class _Loop:
             if caught_up or (follow and due):
                 for tp in list(self.batches):
                     self._write(tp)
-                self.p.mark_complete_hours(self.consumer)
+                if follow:  # once: the snapshot taken at the start is the end we read to
+                    self.partitions = self.p.partition_snapshot()
+                self.p.mark_complete_hours(self.consumer, self.partitions)
                 last_flush = time.monotonic()
                 if not follow:
                     return
@@ -321,13 +330,6 @@ class _Loop:
         self.p.persist_batch(self.consumer, batch.name, batch.records, batch.persisted)
         batch.persisted = batch.records[-1].offset + 1
         batch.unwritten = 0
-
-    def _end_offsets(self) -> dict[TopicPartition, int]:
-        return {
-            (info.topic, info.partition): info.end_offset
-            for topic in self.p.topics
-            for info in self.p.log.partitions(topic)
-        }
 
     def _reached(self, targets: dict[TopicPartition, int]) -> bool:
         return all(self.consumer.position(t, p) >= end for (t, p), end in targets.items())

@@ -137,6 +137,15 @@ def test_offsets_and_partition_info(event_log: EventLog, unique: Unique) -> None
     assert sum(i.end_offset - i.start_offset for i in infos) == 5000
 
 
+def test_partitions_of_several_topics_equals_each(event_log: EventLog, unique: Unique) -> None:
+    first, second = make_topic(event_log, unique), make_topic(event_log, unique)
+    produce(event_log, first, keyed(300, keys=7))
+    produce(event_log, second, keyed(40, keys=3))
+    together = event_log.partitions_of([first, second])
+    assert together == event_log.partitions(first) + event_log.partitions(second)
+    assert sum(i.end_offset for i in together) == 340
+
+
 def test_same_key_same_partition_in_order(event_log: EventLog, unique: Unique) -> None:
     topic = make_topic(event_log, unique, partitions=4)
     records = keyed(2000, keys=40)
