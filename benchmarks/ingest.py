@@ -43,8 +43,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _config(backend: str, root: Path, bootstrap: str | None) -> HomefeedConfig:
+def _config(
+    backend: str, root: Path, bootstrap: str | None, batch_records: int | None = None
+) -> HomefeedConfig:
     cfg = HomefeedConfig()
+    if batch_records:
+        cfg.persister.batch_records = batch_records
     # Following: an idle log is noticed within 0.2 s, so the last rows land promptly.
     cfg.persister.poll_interval_s = 0.2
     cfg.log.backend = backend  # type: ignore[assignment]
@@ -181,21 +185,21 @@ def _result(queue: Any, name: str, timeout: float = 1800) -> Any:
 
 
 @contextmanager
-def _phase(backend: str, root: Path) -> Iterator[HomefeedConfig]:
+def _phase(backend: str, root: Path, batch_records: int | None) -> Iterator[HomefeedConfig]:
     """A config on fresh storage: a new directory, and for Kafka a new broker process."""
     if backend != "kafka":
-        yield _config(backend, root, None)
+        yield _config(backend, root, None, batch_records)
         return
     from homefeed.testing.broker import TansuBroker
 
     with TansuBroker() as broker:
-        yield _config(backend, root, broker.bootstrap_servers)
+        yield _config(backend, root, broker.bootstrap_servers, batch_records)
 
 
-def measure(backend: str, events: int) -> dict[str, float]:
+def measure(backend: str, events: int, batch_records: int | None = None) -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hf-bench-") as tmp:
-        with _phase(backend, Path(tmp) / "sequential") as cfg:
+        with _phase(backend, Path(tmp) / "sequential", batch_records) as cfg:
             proc, q = _spawn(run_sdk, cfg, events)
             sdk = _result(q, "sdk")
             proc.join()
@@ -210,7 +214,7 @@ def measure(backend: str, events: int) -> dict[str, float]:
             "persist_rss_mb": persist["rss_mb"],
         }
 
-        with _phase(backend, Path(tmp) / "pipelined") as cfg:
+        with _phase(backend, Path(tmp) / "pipelined", batch_records) as cfg:
             # The persister is a long-running service: it is up before the services log.
             _create_topics(cfg)
             per_proc, per_q = _spawn(run_persister, cfg, events)
@@ -222,7 +226,7 @@ def measure(backend: str, events: int) -> dict[str, float]:
             per_proc.join()
         figures["pipelined"] = events / (piped["done_at"] - ready_at)
 
-        with _phase(backend, Path(tmp) / "baseline") as cfg:
+        with _phase(backend, Path(tmp) / "baseline", batch_records) as cfg:
             proc, q = _spawn(run_baseline, cfg, events)
             figures["baseline"] = events / _result(q, "baseline")["seconds"]
             proc.join()
@@ -236,10 +240,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="local,kafka")
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=None,
+        help="persister.batch_records (default: the config default)",
+    )
     args = parser.parse_args()
     rows = []
     for backend in args.backends.split(","):
-        runs = [measure(backend, args.events) for _ in range(args.repeats)]
+        runs = [measure(backend, args.events, args.batch_records) for _ in range(args.repeats)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         rows.append((backend, med))
         print(f"{backend}: {[{k: round(v) for k, v in r.items()} for r in runs]}", flush=True)
