@@ -43,7 +43,7 @@ def topics(
             lags: list[int | None] = []
             for g in groups:
                 committed = event_log.group_offsets(g, spec.name)
-                if not committed:  # the group does not read this topic
+                if not _reads(g, spec.name, committed):
                     lags.append(None)
                     continue
                 lags.append(
@@ -59,6 +59,16 @@ def topics(
                 *("—" if lag is None else f"{lag:,}" for lag in lags),
             )
     console.print(table)
+
+
+def _reads(group: str, topic: str, committed: dict[int, int]) -> bool:
+    """Whether ``group`` consumes ``topic``: the persister reads the event topics; for other
+    groups only their commits tell."""
+    if group == settings.config.persister.group:
+        from homefeed.events.registry import SchemaRegistry
+
+        return topic in SchemaRegistry().topics()
+    return bool(committed)
 
 
 @topics_app.command("create")

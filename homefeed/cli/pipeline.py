@@ -187,9 +187,16 @@ def demo(
     console.rule("4. what the log and the lake hold")
     log_cli.topics(_NoSubcommand(), None)  # type: ignore[arg-type]
     lake_cli.print_summary()
+    config_file = data_dir / "homefeed.toml"
+    config_file.write_text(
+        f'[log.local]\npath = "{cfg.log.local.path}"\n\n[lake]\nuri = "{cfg.lake.uri}"\n',
+        encoding="utf-8",
+    )
     console.print(
-        f"demo finished in {time.monotonic() - started:.0f} s; data in {data_dir}/ "
-        "(try: homefeed lake ls events/save, homefeed events dead-letters)"
+        f"demo finished in {time.monotonic() - started:.0f} s; its data is in {data_dir}/. "
+        f"Look around with:\n  .venv/bin/homefeed -c {config_file} topics\n"
+        f"  .venv/bin/homefeed -c {config_file} events dead-letters\n"
+        f"  .venv/bin/homefeed -c {config_file} lake ls events/save"
     )
 
 

@@ -37,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -54,6 +55,8 @@ from homefeed.persister.state import PartitionProgress, PersisterState
 log = logging.getLogger(__name__)
 
 POLL_RECORDS = 50_000
+MARKER_THREADS = 16
+MARKER_CHUNK_HOURS = 256
 
 
 @dataclass
@@ -190,17 +193,21 @@ class Persister:
             return 0
         delay_ms = int(self.config.late_delay_minutes * 60_000)
         last_complete = hour_floor(watermark - delay_ms) - HOUR_MS
-        hour = self._last_marked + HOUR_MS if self._last_marked is not None else hour_floor(first)
-        marked = 0
-        while hour <= last_complete:
-            for event_type in self.registry.event_types:
-                self._write_marker(event_table(event_type), hour, watermark)
-            self._last_marked = hour
-            self.state.set_last_marked_hour(hour)
-            hour += HOUR_MS
-            marked += 1
-        self.report.hours_marked += marked
-        return marked
+        first_hour = (
+            self._last_marked + HOUR_MS if self._last_marked is not None else hour_floor(first)
+        )
+        hours = list(range(first_hour, last_complete + 1, HOUR_MS))
+        for i in range(0, len(hours), MARKER_CHUNK_HOURS):
+            chunk = hours[i : i + MARKER_CHUNK_HOURS]
+            # Markers are small and many (every table, every hour): write them concurrently, and
+            # record the chunk as marked only once all of its markers are durable.
+            jobs = [(event_table(t), h) for h in chunk for t in self.registry.event_types]
+            with ThreadPoolExecutor(MARKER_THREADS) as pool:
+                list(pool.map(lambda job: self._write_marker(job[0], job[1], watermark), jobs))
+            self._last_marked = chunk[-1]
+            self.state.set_last_marked_hour(chunk[-1])
+        self.report.hours_marked += len(hours)
+        return len(hours)
 
     def _watermark(
         self, consumer: Consumer, partitions: dict[TopicPartition, PartitionInfo]
