@@ -11,15 +11,11 @@ fails with the reason, so a broken environment never looks like a green run.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import tempfile
 import time
-from types import TracebackType
-from typing import IO, Self
 
-_HOST = "127.0.0.1"
+from homefeed.testing.process import HOST, ServerProcess
+
 _BIND_GRACE_S = 0.2
 
 
@@ -40,40 +36,29 @@ def broker_binary() -> str:
         ) from e
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago (the broker binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((_HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def _accepts(port: int) -> bool:
     try:
-        socket.create_connection((_HOST, port), timeout=0.2).close()
+        socket.create_connection((HOST, port), timeout=0.2).close()
     except OSError:
         return False
     return True
 
 
-class TansuBroker:
+class TansuBroker(ServerProcess):
     """Start Tansu on a free localhost port; ``with TansuBroker() as b: b.bootstrap_servers``.
 
     ``start()`` returns once the port accepts connections, or raises ``RuntimeError`` with the
     broker's output. ``stop()`` kills the process (SIGKILL: it holds nothing worth flushing).
     """
 
-    def __init__(self, port: int | None = None, start_timeout_s: float = 20.0) -> None:
-        self.port = port or free_port()
-        self.start_timeout_s = start_timeout_s
-        self.process: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
+    label = "Tansu broker"
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{_HOST}:{self.port}"
+        return f"{HOST}:{self.port}"
 
     def command(self) -> list[str]:
-        url = f"tcp://{_HOST}:{self.port}"
+        url = f"tcp://{HOST}:{self.port}"
         return [
             broker_binary(),
             "broker",
@@ -85,61 +70,13 @@ class TansuBroker:
             "memory://tansu/",
         ]
 
-    def start(self) -> Self:
-        if self.process is not None:
-            raise RuntimeError("broker already started")
-        cmd = self.command()
-        # A file, not a pipe: nobody reads the broker's log while it runs, and a full pipe
-        # would block the broker.
-        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the broker
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), "NO_COLOR": "1"}
-        self.process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT, env=env
-        )
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            if self.process.poll() is not None:
-                self._fail(f"exited with status {self.process.returncode}", cmd)
-            if _accepts(self.port):
-                # Another program holding the port would accept too, while the broker dies
-                # failing to bind; that takes it well under the grace period.
-                time.sleep(_BIND_GRACE_S)
-                if self.process.poll() is None:
-                    return self
-            if time.monotonic() > deadline:
-                self._fail(f"did not accept connections within {self.start_timeout_s} s", cmd)
-            time.sleep(0.05)
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), "NO_COLOR": "1"}
 
-    def output(self) -> str:
-        """What the broker printed so far (stdout and stderr)."""
-        if self._output is None:
-            return ""
-        self._output.seek(0)
-        return self._output.read().decode("utf-8", "replace")
-
-    def _fail(self, why: str, cmd: list[str]) -> None:
-        out = self.output()[-4000:]
-        self.stop()
-        raise RuntimeError(f"Tansu broker {why}: {' '.join(cmd)}\n--- broker output ---\n{out}")
-
-    def stop(self) -> None:
-        """Kill the broker and wait for it; safe to call twice."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
-        if self._output is not None:
-            self._output.close()
-            self._output = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def ready(self) -> bool:
+        if not _accepts(self.port):
+            return False
+        # Another program holding the port would accept too, while the broker dies failing to
+        # bind; that takes it well under the grace period.
+        time.sleep(_BIND_GRACE_S)
+        return self.process is not None and self.process.poll() is None

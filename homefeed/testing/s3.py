@@ -12,20 +12,13 @@ fails with the reason, so a broken environment never looks like a green run.
 from __future__ import annotations
 
 import importlib.util
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from types import TracebackType
-from typing import IO, Self
 
 from homefeed.config import S3Config
+from homefeed.testing.process import HOST, ServerProcess
 
-_HOST = "127.0.0.1"
 _INSTALL_HINT = "pip install 'moto[server]==5.2.5' (or pip install -e '.[test]')"
 # moto's server needs these besides moto itself; [server] is the extra that brings them.
 _SERVER_MODULES = ("moto", "flask", "flask_cors", "werkzeug")
@@ -42,13 +35,6 @@ def check_moto_installed() -> None:
         )
 
 
-def _free_port() -> int:
-    """A TCP port that was free a moment ago (the server binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((_HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def _answers(url: str) -> bool:
     # No proxies: the server is on loopback, and an HTTP_PROXY in the environment must not
     # intercept the probe.
@@ -62,22 +48,22 @@ def _answers(url: str) -> bool:
     return True
 
 
-class MotoS3Server:
+class MotoS3Server(ServerProcess):
     """Start moto on a free loopback port; ``with MotoS3Server() as s3: s3.endpoint_url``.
 
     ``start()`` returns once the server answers HTTP, or raises ``RuntimeError`` with its
     output. ``stop()`` kills the process (SIGKILL: its state is in memory, nothing to flush).
     """
 
+    label = "moto S3 server"
+    hint = f"if moto is missing or broken: {_INSTALL_HINT}"
+
     def __init__(self, port: int | None = None, start_timeout_s: float = 30.0) -> None:
-        self.port = port or _free_port()
-        self.start_timeout_s = start_timeout_s
-        self.process: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
+        super().__init__(port, start_timeout_s)
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{_HOST}:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
     def s3_config(self, region: str = "us-east-1") -> S3Config:
         """An ``S3Config`` pointing at this server with throwaway credentials."""
@@ -89,61 +75,8 @@ class MotoS3Server:
         )
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", _HOST, "-p", str(self.port)]
-
-    def start(self) -> Self:
-        if self.process is not None:
-            raise RuntimeError("moto server already started")
         check_moto_installed()
-        cmd = self.command()
-        # A file, not a pipe: nobody reads the request log while the server runs, and a full
-        # pipe would block it. It lives as long as the server; stop() closes it.
-        self._output = tempfile.TemporaryFile()  # noqa: SIM115
-        self.process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + self.start_timeout_s
-        while not _answers(f"{self.endpoint_url}/moto-api/"):
-            if self.process.poll() is not None:
-                self._fail(f"exited with status {self.process.returncode}", cmd)
-            if time.monotonic() > deadline:
-                self._fail(f"did not answer HTTP within {self.start_timeout_s} s", cmd)
-            time.sleep(0.05)
-        return self
+        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
 
-    def output(self) -> str:
-        """What the server printed so far (stdout and stderr)."""
-        if self._output is None:
-            return ""
-        self._output.seek(0)
-        return self._output.read().decode("utf-8", "replace")
-
-    def _fail(self, why: str, cmd: list[str]) -> None:
-        out = self.output()[-4000:]
-        self.stop()
-        raise RuntimeError(
-            f"moto S3 server {why}: {' '.join(cmd)}\n--- server output ---\n{out}\n"
-            f"(if moto is missing or broken: {_INSTALL_HINT})"
-        )
-
-    def stop(self) -> None:
-        """Kill the server and wait for it; safe to call twice."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
-        if self._output is not None:
-            self._output.close()
-            self._output = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def ready(self) -> bool:
+        return _answers(f"{self.endpoint_url}/moto-api/")
