@@ -155,18 +155,22 @@ class LocalProducer(Producer):
     def send_many(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
         with self._lock:
             spec = self._specs.get(topic) or self._specs.setdefault(topic, self._log.spec(topic))
+            queues = [self._pending.setdefault((topic, p), []) for p in range(spec.partitions)]
+            size = 0
             for key, value in records:
                 p = partition_for(key, spec.partitions, self._counter)
                 self._counter += 1
-                self._pending.setdefault((topic, p), []).append((key, value))
-                self._pending_bytes += len(value) + 40
+                queues[p].append((key, value))
+                size += len(value) + 40
+            self._pending_bytes += size
             if self._pending_bytes >= _FLUSH_BYTES:
                 self._write_pending()
 
     def _write_pending(self) -> None:
         pending, self._pending, self._pending_bytes = self._pending, {}, 0
         for (topic, p), records in sorted(pending.items()):
-            self._writer(topic, p).append(records)
+            if records:
+                self._writer(topic, p).append(records)
 
     def _writer(self, topic: str, partition: int) -> PartitionWriter:
         writer = self._writers.get((topic, partition))

@@ -45,9 +45,13 @@ class PartitionWriter:
                 self._roll()
             now_ms = int(time.time() * 1000)
             first = self._next_offset
+            encode = seg.encode_parts
             data = b"".join(
-                seg.encode(first + i, now_ms, key, value)
-                for i, (key, value) in enumerate(frames_of)
+                [
+                    part
+                    for i, (k, v) in enumerate(frames_of)
+                    for part in encode(first + i, now_ms, k, v)
+                ]
             )
             assert self._fd is not None
             written = os.pwrite(self._fd, data, self._size)

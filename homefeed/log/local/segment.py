@@ -40,11 +40,17 @@ def list_segments(partition_dir: Path) -> list[Path]:
 
 
 def encode(offset: int, timestamp_ms: int, key: bytes | None, value: bytes) -> bytes:
+    return b"".join(encode_parts(offset, timestamp_ms, key, value))
+
+
+def encode_parts(
+    offset: int, timestamp_ms: int, key: bytes | None, value: bytes
+) -> tuple[bytes, ...]:
+    """A frame as pieces to join: the CRC is chained over them, so the body is never copied."""
     key_bytes = key or b""
-    body = (
-        BODY.pack(offset, timestamp_ms, -1 if key is None else len(key_bytes)) + key_bytes + value
-    )
-    return PREFIX.pack(zlib.crc32(body), len(body)) + body
+    head = BODY.pack(offset, timestamp_ms, -1 if key is None else len(key_bytes))
+    crc = zlib.crc32(value, zlib.crc32(key_bytes, zlib.crc32(head)))
+    return PREFIX.pack(crc, len(head) + len(key_bytes) + len(value)), head, key_bytes, value
 
 
 def decode_records(
