@@ -15,6 +15,11 @@ How exactly once holds, with the log and the lake as the only state:
    the batch start again (at most N records back), so the batch's files are rewritten as a
    superset once more records arrive: still one copy of each record.
 
+5. **A change of** ``batch_records`` starts the new cuts at each partition's committed
+   offset (recorded in the lake), so old partial batches are never re-cut. A *new* group
+   replaying into a lake cut with another size history is the one case this cannot cover:
+   clear the event tables before such a replay.
+
 So every (topic, partition, offset) lands once; every row carries ``_partition`` and
 ``_offset`` so that can be checked (tests/persister/test_crash.py does, under SIGKILL). If
 retention removed the start of a batch before it could be re-read, the rest of that batch is
@@ -50,7 +55,7 @@ from homefeed.lake.base import LakeStore
 from homefeed.lake.layout import HOUR_MS, event_table, hour_label, part_file, success_marker
 from homefeed.log.base import Consumer, EventLog, PartitionInfo, Record, TopicPartition
 from homefeed.persister.batch import hour_floor, parse_batch
-from homefeed.persister.state import PartitionProgress, PersisterState
+from homefeed.persister.state import Batching, PartitionProgress, PersisterState
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +287,23 @@ class _Loop:
         self._rewind_to_batch_starts()
 
     def _rewind_to_batch_starts(self) -> None:
-        """Start each partition at its current batch's first offset, to rewrite that batch whole."""
+        """Start each partition at its current batch's first offset, to rewrite that batch whole.
+
+        Never before the offset where the current ``batch_records`` took over (state.Batching):
+        after a change of size, completing an old partial batch under the new alignment would
+        write some of its records twice, so the new cuts start at the committed offset.
+        """
         starts = {tp: info.start_offset for tp, info in self.partitions.items()}
+        batching = self.p.state.batching() or Batching(self.n)
+        if batching.batch_records != self.n:
+            log.warning("persister.batch_records changed to %d: new cuts start here", self.n)
+            positions = {f"{t}/{p}": self.consumer.position(t, p) for t, p in self.partitions}
+            batching = Batching(self.n, positions)
+        self.p.state.set_batching(batching)
         for tp in self.consumer.assignment():
             position = self.consumer.position(*tp)
-            aligned = position - position % self.n
+            since = batching.since.get(f"{tp[0]}/{tp[1]}", 0)
+            aligned = max(position - position % self.n, since)
             name = aligned if aligned >= starts[tp] else position
             if name < position:
                 self.consumer.seek(tp[0], tp[1], name)

@@ -9,12 +9,22 @@ names derived from offsets (persister.py).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import orjson
 
 from homefeed.lake.base import LakeStore
 from homefeed.lake.layout import persister_dir
+
+
+@dataclass
+class Batching:
+    """``batch_records`` of the current cut, and per partition ("topic/partition") the offset
+    where it began: a batch never starts before that, so a change of size never re-cuts
+    records an earlier size already wrote."""
+
+    batch_records: int
+    since: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +60,17 @@ class PersisterState:
             return None
         value: int | None = orjson.loads(self.lake.get_bytes(path))["last_marked_hour_ms"]
         return value
+
+    def batching(self) -> Batching | None:
+        """How the lake's files are cut (None: nothing written yet)."""
+        path = f"{self.root}/batching.json"
+        if not self.lake.exists(path):
+            return None
+        doc = orjson.loads(self.lake.get_bytes(path))
+        return Batching(doc["batch_records"], doc.get("since", {}))
+
+    def set_batching(self, batching: Batching) -> None:
+        self.lake.put_bytes(f"{self.root}/batching.json", orjson.dumps(asdict(batching)))
 
     def set_last_marked_hour(self, hour_ms: int) -> None:
         self.lake.put_bytes(

@@ -142,3 +142,15 @@ def test_hour_boundaries_split_a_batch(logger, persist, lake):
     )
     assert by_id == {"a": 8, "b": 9}
     assert HOUR_MS == 3_600_000
+
+
+def test_changing_batch_records_between_runs_keeps_exactly_once(logger, persist, lake, event_log):
+    ids = _log_events(logger, 2600)  # ~430 clicks per partition: tails between 300 and 500
+    persist(batch_records=500)  # leaves partial tails named by 500-aligned starts
+    more = _log_events(logger, 900, first_minute=1300)
+    persist(batch_records=300)  # a new alignment must not rewrite the old tails elsewhere
+    later = _log_events(logger, 500, first_minute=1800)
+    persist(batch_records=300)  # ...nor in the runs after the change
+    for kind in ids:
+        ids[kind] |= more[kind] | later[kind]
+    _assert_exactly_once(lake, event_log, ids)
