@@ -27,6 +27,31 @@ from typing import Self
 import pyarrow as pa
 
 
+def normalize(table: pa.Table) -> pa.Table:
+    """One set of types out of every engine: int64, float64, string, timestamp[us, UTC].
+
+    Engines differ in widths (Spark's INT vs DuckDB's INTEGER), string layouts and timestamp
+    units; comparing their results, or writing them to one table, needs them to agree.
+    """
+    return table.cast(pa.schema([pa.field(f.name, _normal(f.type)) for f in table.schema]))
+
+
+def _normal(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_integer(t):
+        return pa.int64()
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return pa.float64()
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC")
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_normal(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _normal(f.type)) for f in t])
+    return t
+
+
 class EngineError(Exception):
     """A query failed in the engine; the message is the engine's, plus the statement."""
 
