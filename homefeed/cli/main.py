@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from homefeed.cli import events, lake, log, pipeline
+from homefeed.cli import events, lake, log, pipeline, sql
 from homefeed.cli.common import settings, setup_logging
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("init")(pipeline.init)
 app.command("persist")(pipeline.persist)
 app.command("simulate")(pipeline.simulate)
 app.command("demo")(pipeline.demo)
+app.command("sql")(sql.sql)
+app.command("tables")(sql.tables)
 
 
 @app.callback()
