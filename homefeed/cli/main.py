@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from homefeed.cli import events, lake, log, pipeline, sql
+from homefeed.cli import events, jobs, lake, log, pipeline, sql
 from homefeed.cli.common import settings, setup_logging
 
 app = typer.Typer(
@@ -27,6 +27,10 @@ app.command("simulate")(pipeline.simulate)
 app.command("demo")(pipeline.demo)
 app.command("sql")(sql.sql)
 app.command("tables")(sql.tables)
+app.add_typer(jobs.run_app, name="run")
+app.command("backfill")(jobs.backfill)
+app.command("jobs")(jobs.jobs)
+lake.lake_app.command("gc")(jobs.gc)
 
 
 @app.callback()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from homefeed.events.registry import SchemaRegistry
-from homefeed.jobs.engines.base import Engine
+from homefeed.jobs.engines.base import Engine, EngineError
 from homefeed.lake.base import LakeStore
 from homefeed.lake.layout import EVENTS, event_table
 from homefeed.persister.batch import lake_schema
@@ -30,10 +30,13 @@ class TableInfo:
 def register_lake(engine: Engine, lake: LakeStore) -> list[TableInfo]:
     """Register every table of ``lake`` in ``engine``; returns what was registered."""
     fs, base = lake.arrow_filesystem()
-    if not isinstance(fs, pa.fs.LocalFileSystem) and engine.name == "spark":
-        from homefeed.jobs.engines.base import EngineError
-
-        raise EngineError("Spark reads local lakes here; an s3:// lake needs hadoop-aws jars")
+    if not isinstance(fs, pa.fs.LocalFileSystem):
+        # DuckDB reads S3 through its httpfs extension and Spark through hadoop-aws jars; both
+        # are downloaded at run time, which this project's machines cannot do.
+        raise EngineError(
+            f"{engine.name} engine: the lake {lake.uri} is not a local path; SQL and jobs over "
+            "an S3 lake need DuckDB's httpfs extension or Spark's hadoop-aws jars installed"
+        )
     files = [f.path for f in lake.list("") if f.path.endswith(".parquet")]
     infos = []
     registry = SchemaRegistry()

@@ -35,7 +35,8 @@ class DuckDBEngine(Engine):
         columns = {row[0] for row in self._fetch(f"DESCRIBE SELECT * FROM {source}")}
         # Partition columns: dt stays the 'YYYY-MM-DD' string, hr becomes an integer.
         replace = " REPLACE (CAST(hr AS INTEGER) AS hr)" if "hr" in columns else ""
-        self._run(f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT *{replace} FROM {source}")
+        # A temp view like view()'s: a temp view would shadow a regular one of the same name.
+        self._run(f"CREATE OR REPLACE TEMP VIEW {_ident(name)} AS SELECT *{replace} FROM {source}")
 
     def view(self, name: str, sql: str) -> None:
         self._run(f"CREATE OR REPLACE TEMP VIEW {_ident(name)} AS {sql}")
