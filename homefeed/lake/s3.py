@@ -61,8 +61,7 @@ def _split_endpoint(endpoint_url: str | None) -> tuple[str, str | None]:
     parts = urlsplit(endpoint_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
         raise ValueError(
-            f"lake.s3.endpoint_url = {endpoint_url!r}: expected http(s)://host[:port] with no "
-            "path"
+            f"lake.s3.endpoint_url = {endpoint_url!r}: expected http(s)://host[:port] with no path"
         )
     return parts.scheme, parts.netloc
 

@@ -80,12 +80,30 @@ def test_uri_is_the_full_root(lake: LakeStore, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "/abs", "a//b", "a/", "a/../b", "./a", "..", ".tmp-x", "a/.tmp-1/b", "a\\b", "a\nb",
-     "a\x00b", "x" * 256, "\ud800"],
+    [
+        "",
+        "/abs",
+        "a//b",
+        "a/",
+        "a/../b",
+        "./a",
+        "..",
+        ".tmp-x",
+        "a/.tmp-1/b",
+        "a\\b",
+        "a\nb",
+        "a\x00b",
+        "x" * 256,
+        "\ud800",
+    ],
 )
 def test_invalid_paths_are_rejected_before_any_io(lake: LakeStore, bad: str) -> None:
-    for call in (lambda: lake.put_bytes(bad, b"1"), lambda: lake.get_bytes(bad),
-                 lambda: lake.exists(bad), lambda: lake.delete(bad)):
+    for call in (
+        lambda: lake.put_bytes(bad, b"1"),
+        lambda: lake.get_bytes(bad),
+        lambda: lake.exists(bad),
+        lambda: lake.delete(bad),
+    ):
         with pytest.raises(ValueError):
             call()
     assert lake.list() == []
@@ -170,11 +188,13 @@ def test_delete_prefix_of_everything(lake: LakeStore) -> None:
 
 
 def _table(start: int, rows: int) -> pa.Table:
-    return pa.table({
-        "user_id": pa.array(range(start, start + rows), pa.int64()),
-        "pin_id": pa.array([f"pin-{i}" for i in range(start, start + rows)], pa.string()),
-        "_offset": pa.array(range(rows), pa.int64()),
-    })
+    return pa.table(
+        {
+            "user_id": pa.array(range(start, start + rows), pa.int64()),
+            "pin_id": pa.array([f"pin-{i}" for i in range(start, start + rows)], pa.string()),
+            "_offset": pa.array(range(rows), pa.int64()),
+        }
+    )
 
 
 def test_parquet_round_trip_is_exact_and_zstd_by_default(lake: LakeStore) -> None:
@@ -202,16 +222,17 @@ def test_read_parquet_of_a_missing_path_raises_file_not_found(lake: LakeStore) -
 
 
 def test_arrow_filesystem_reads_the_lake_as_a_hive_dataset(lake: LakeStore) -> None:
-    lake.write_parquet("events/x/dt=2026-11-21/hr=13/part-000-00000000000000000000.parquet",
-                       _table(0, 10))
-    lake.write_parquet("events/x/dt=2026-11-21/hr=14/part-001-00000000000000000100.parquet",
-                       _table(10, 5))
+    lake.write_parquet(
+        "events/x/dt=2026-11-21/hr=13/part-000-00000000000000000000.parquet", _table(0, 10)
+    )
+    lake.write_parquet(
+        "events/x/dt=2026-11-21/hr=14/part-001-00000000000000000100.parquet", _table(10, 5)
+    )
     lake.put_bytes("events/x/dt=2026-11-21/hr=13/_SUCCESS", b"{}")  # skipped: starts with '_'
     lake.write_parquet("events/y/dt=2026-11-21/hr=13/part-000.parquet", _table(99, 1))
     fs, base = lake.arrow_filesystem()
     assert not base.endswith("/")
-    dataset = ds.dataset(base + "/events/x", filesystem=fs, format="parquet",
-                         partitioning="hive")
+    dataset = ds.dataset(base + "/events/x", filesystem=fs, format="parquet", partitioning="hive")
     table = dataset.to_table().sort_by("user_id")
     assert table.column("user_id").to_pylist() == list(range(15))
     assert table.column("hr").to_pylist() == [13] * 10 + [14] * 5
@@ -243,8 +264,11 @@ def test_local_crash_before_rename_leaves_the_previous_state(
     path = "events/click/dt=2026-11-21/hr=13/part-000-00000000000000000000.parquet"
     if existing is not None:
         lake.put_bytes(path, existing)
-    proc = subprocess.run([sys.executable, "-c", _CRASH_BEFORE_RENAME, str(lake.root), path],
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH_BEFORE_RENAME, str(lake.root), path],
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
 
     directory = lake.root / path.rsplit("/", 1)[0]
@@ -259,9 +283,7 @@ def test_local_crash_before_rename_leaves_the_previous_state(
         assert lake.list() == [FileInfo(path, len(existing))]
     fs, base = lake.arrow_filesystem()  # datasets skip the leftover too ('.' prefix)
     dataset = ds.dataset(base, filesystem=fs, schema=pa.schema([]))  # schema: no file reads
-    assert dataset.files == (
-        [] if existing is None else [f"{base}/{path}"]
-    )
+    assert dataset.files == ([] if existing is None else [f"{base}/{path}"])
     lake.put_bytes(path, b"retried")  # a retry replaces; delete_prefix sweeps the leftover
     assert lake.list() == [FileInfo(path, 7)]
     assert lake.delete_prefix("events") == 1
@@ -362,8 +384,9 @@ def test_local_any_valid_path_round_trips(entries: list[tuple[str, bytes]]) -> N
 
 
 @pytest.mark.s3
-def test_s3_object_above_the_multipart_threshold_round_trips(moto_s3: MotoS3Server,
-                                                              s3_bucket: str) -> None:
+def test_s3_object_above_the_multipart_threshold_round_trips(
+    moto_s3: MotoS3Server, s3_bucket: str
+) -> None:
     lake = S3Lake(s3_bucket, f"big/{uuid.uuid4().hex[:8]}", moto_s3.s3_config())
     data = random.Random(1).randbytes(11 << 20)  # > 10 MiB: multipart upload in pyarrow
     lake.put_bytes("blob.bin", data)
@@ -406,16 +429,20 @@ def test_open_lake_picks_the_store_by_uri(tmp_path: Path) -> None:
     assert isinstance(local, LocalLake) and local.uri == str(tmp_path / "l1")
     file_uri = open_lake(LakeConfig(uri=f"file://{tmp_path}/with%20space"))
     assert isinstance(file_uri, LocalLake) and file_uri.uri == f"{tmp_path}/with space"
-    s3 = open_lake(LakeConfig(uri="s3://my-bucket/some/prefix/",
-                              s3=S3Config(endpoint_url="http://127.0.0.1:1")))
+    s3 = open_lake(
+        LakeConfig(
+            uri="s3://my-bucket/some/prefix/", s3=S3Config(endpoint_url="http://127.0.0.1:1")
+        )
+    )
     assert isinstance(s3, S3Lake) and s3.uri == "s3://my-bucket/some/prefix"
     assert s3.arrow_filesystem()[1] == "my-bucket/some/prefix"
     bare = open_lake(LakeConfig(uri="s3://my-bucket"))
     assert bare.uri == "s3://my-bucket"
 
 
-@pytest.mark.parametrize("uri", ["gs://b/p", "hdfs://nn/lake", "s3a://b/p", "s3://", "",
-                                 "file://otherhost/x"])
+@pytest.mark.parametrize(
+    "uri", ["gs://b/p", "hdfs://nn/lake", "s3a://b/p", "s3://", "", "file://otherhost/x"]
+)
 def test_open_lake_rejects_unknown_uris_naming_the_key(uri: str) -> None:
     with pytest.raises(ValueError, match=r"lake\.uri") as err:
         open_lake(LakeConfig(uri=uri))
@@ -425,8 +452,12 @@ def test_open_lake_rejects_unknown_uris_naming_the_key(uri: str) -> None:
 
 @pytest.mark.parametrize(
     "s3",
-    [S3Config(endpoint_url="127.0.0.1:9000"), S3Config(endpoint_url="ftp://h"),
-     S3Config(endpoint_url="http://h:1/path"), S3Config(access_key_id="only-the-id")],
+    [
+        S3Config(endpoint_url="127.0.0.1:9000"),
+        S3Config(endpoint_url="ftp://h"),
+        S3Config(endpoint_url="http://h:1/path"),
+        S3Config(access_key_id="only-the-id"),
+    ],
 )
 def test_bad_s3_settings_fail_at_open(s3: S3Config) -> None:
     with pytest.raises(ValueError, match=r"lake\.s3"):
