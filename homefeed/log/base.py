@@ -22,8 +22,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
+
+from homefeed.closing import Closing
 
 DEFAULT_RETENTION_MS = 48 * 3600 * 1000
 
@@ -70,7 +70,7 @@ class PartitionInfo:
 TopicPartition = tuple[str, int]
 
 
-class Producer(ABC):
+class Producer(Closing, ABC):
     @abstractmethod
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Queue one record; it is acknowledged by the next ``flush()``."""
@@ -88,19 +88,8 @@ class Producer(ABC):
     def close(self) -> None:
         """Flush, then release resources."""
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Consumer(ABC):
+class Consumer(Closing, ABC):
     @abstractmethod
     def assignment(self) -> list[TopicPartition]:
         """The partitions this consumer reads."""
@@ -128,19 +117,8 @@ class Consumer(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class EventLog(ABC):
+class EventLog(Closing, ABC):
     """A handle on one log cluster: the local directory, or a Kafka cluster."""
 
     name: str = "abstract"
@@ -174,17 +152,3 @@ class EventLog(ABC):
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Drop records past retention; returns how many were dropped. Brokers do it themselves."""
         return 0
-
-    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
-        """Release resources held by the handle."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

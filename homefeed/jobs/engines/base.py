@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Self
 
 import pyarrow as pa
+
+from homefeed.closing import Closing
 
 
 def normalize(table: pa.Table) -> pa.Table:
@@ -56,7 +56,7 @@ class EngineError(Exception):
     """A query failed in the engine; the message is the engine's, plus the statement."""
 
 
-class Engine(ABC):
+class Engine(Closing, ABC):
     name: str = "abstract"
 
     @abstractmethod
@@ -77,14 +77,3 @@ class Engine(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
