@@ -146,6 +146,49 @@ class JobsConfig(Section):
     )
 
 
+class SourceConfig(Section):
+    enabled: bool = Field(True, description="Use this candidate source.")
+    k: int = Field(200, ge=1, le=10_000, description="Candidates this source gives per user.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Constructor parameters of the source (see its class)."
+    )
+
+
+def _default_sources() -> dict[str, SourceConfig]:
+    names = ("following", "als", "item_item", "pixie", "content", "trending")
+    return {name: SourceConfig() for name in names}  # type: ignore[call-arg]
+
+
+class RankerConfig(Section):
+    head_weights: dict[str, float] = Field(
+        default_factory=lambda: {"save": 1.0, "click": 0.3, "hide": -2.0},
+        description="Final score = sum of weight x calibrated probability of each head.",
+    )
+    num_leaves: int = Field(31, ge=2, description="LightGBM num_leaves.")
+    learning_rate: float = Field(0.05, gt=0, le=1, description="LightGBM learning_rate.")
+    rounds: int = Field(300, ge=1, description="Boosting rounds (early stopping may stop sooner).")
+    min_data_in_leaf: int = Field(50, ge=1, description="LightGBM min_data_in_leaf.")
+    negatives_per_positive: int = Field(
+        4, ge=1, description="Without impressions (imported ratings): sampled unengaged pins."
+    )
+    calibration: Literal["isotonic", "platt", "none"] = Field(
+        "isotonic", description="How raw head scores become probabilities."
+    )
+    seed: int = Field(42, description="Seed of sampling and LightGBM.")
+
+
+class ModelsConfig(Section):
+    name: str = Field("homefeed", pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="Model name.")
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=_default_sources, description="Candidate sources by name."
+    )
+    ranker: RankerConfig = Field(default_factory=RankerConfig)  # type: ignore[arg-type]
+    train_days: int = Field(14, ge=1, description="Days of events the sources fit on.")
+    ranker_days: int = Field(
+        1, ge=1, description="Latest days of impressions the ranker trains on (sources fit before)."
+    )
+
+
 class HomefeedConfig(Section):
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
     lake: LakeConfig = Field(default_factory=LakeConfig)  # type: ignore[arg-type]
@@ -154,6 +197,7 @@ class HomefeedConfig(Section):
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)  # type: ignore[arg-type]
     engine: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
     jobs: JobsConfig = Field(default_factory=JobsConfig)  # type: ignore[arg-type]
+    models: ModelsConfig = Field(default_factory=ModelsConfig)  # type: ignore[arg-type]
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
