@@ -36,7 +36,7 @@ from homefeed.config import (
 )
 
 DAYS = 2.5
-EVENTS_PER_USER_DAY = 57  # what the default world produces, measured
+EVENTS_PER_USER_DAY = 51  # what the default world produces, measured (world included)
 
 
 def build_lake(root: Path, events: int) -> dict[str, float]:
