@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from homefeed.serving.settings import ServingConfig
+
 ENV_PREFIX = "HOMEFEED_"
 DEFAULT_FILE = "homefeed.toml"
 
@@ -198,6 +200,7 @@ class HomefeedConfig(Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
     jobs: JobsConfig = Field(default_factory=JobsConfig)  # type: ignore[arg-type]
     models: ModelsConfig = Field(default_factory=ModelsConfig)  # type: ignore[arg-type]
+    serving: ServingConfig = Field(default_factory=ServingConfig)  # type: ignore[arg-type]
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
@@ -311,6 +314,10 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, BaseModel):  # a section inside a mapping, e.g. models.sources
+        value = value.model_dump()
     if isinstance(value, dict):
+        if not value:
+            return "{}"
         return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

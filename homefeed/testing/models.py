@@ -9,7 +9,7 @@ from homefeed.models.data import TrainingData
 from homefeed.models.from_events import TrainingDataBuilder
 from homefeed.simulator import iter_events
 
-SMALL_WORLD = SimulatorConfig(users=200, pins=2000, days=2.0, seed=11)
+SMALL_WORLD = SimulatorConfig.model_validate({"users": 200, "pins": 2000, "days": 2.0, "seed": 11})
 
 
 @cache
@@ -17,6 +17,8 @@ def simulated_training_data(
     users: int = 200, pins: int = 2000, days: float = 2.0, seed: int = 11
 ) -> TrainingData:
     """The whole event stream of a small simulated world as TrainingData (cached per args)."""
-    config = SimulatorConfig(users=users, pins=pins, days=days, seed=seed)
+    config = SimulatorConfig.model_validate(
+        {"users": users, "pins": pins, "days": days, "seed": seed}
+    )
     builder = TrainingDataBuilder().add_all(iter_events(config))
     return builder.build(meta={"source": "simulator", "seed": seed})

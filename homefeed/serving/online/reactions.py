@@ -1,0 +1,190 @@
+"""The reaction consumer: the event log's engagement topics into the online store, live.
+
+It reads ``events.{impression,closeup,click,save,hide}`` as consumer group
+``online-features``, turns each poll into ``Reaction``s, applies them in one batch and only
+then commits past them. A crash between apply and commit redelivers the batch; the store's
+dedup by event id makes that harmless (at-least-once delivery, exactly-once effect).
+
+Record values are events the SDK already validated (canonical JSON); a record that still does
+not parse is counted in ``stats.malformed`` and skipped, so one bad record cannot stall the
+feed's freshness.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import orjson
+
+from homefeed.events.registry import TOPIC_PREFIX
+from homefeed.log.base import EventLog, Record, TopicPartition, TopicSpec
+from homefeed.models.data import Action, Pins
+from homefeed.serving.online.base import OnlineStore, Reaction
+
+log = logging.getLogger(__name__)
+
+GROUP = "online-features"
+ACTION_OF_EVENT = {
+    "impression": Action.IMPRESSION,
+    "closeup": Action.CLOSEUP,
+    "click": Action.CLICK,
+    "save": Action.SAVE,
+    "hide": Action.HIDE,
+}
+TOPICS = tuple(TOPIC_PREFIX + name for name in ACTION_OF_EVENT)
+# Pin ids -> each pin's topics (empty tuple when unknown).
+PinTopics = Callable[[Sequence[int]], Sequence[tuple[str, ...]]]
+
+
+def pin_topics_from_catalogue(pins: Pins) -> PinTopics:
+    """A ``PinTopics`` lookup over the pin catalogue (vectorised id lookup)."""
+    index = pins.index
+
+    def lookup(pin_ids: Sequence[int]) -> list[tuple[str, ...]]:
+        rows = index.index(np.asarray(pin_ids, dtype=np.int64))
+        out: list[tuple[str, ...]] = []
+        for row in rows.tolist():
+            if row < 0:
+                out.append(())
+                continue
+            codes = pins.topic_codes[pins.topic_indptr[row] : pins.topic_indptr[row + 1]]
+            out.append(tuple(pins.topics[c] for c in codes.tolist()))
+        return out
+
+    return lookup
+
+
+@dataclass
+class ReactionStats:
+    records: int = 0
+    applied: int = 0  # new to the store
+    duplicates: int = 0  # already applied (redelivered)
+    malformed: int = 0
+    batches: int = 0
+    # Log append -> applied, ms, of the latest batch's records (the freshness of the store).
+    last_delay_ms: list[float] = field(default_factory=list)
+
+
+class ReactionConsumer:
+    """Follow the engagement topics and apply them to ``store``; ``run(stop)`` in a thread."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        store: OnlineStore,
+        *,
+        group: str = GROUP,
+        pin_topics: PinTopics | None = None,
+        max_records: int = 5000,
+        poll_timeout_s: float = 0.05,
+        partitions: int = 4,
+    ) -> None:
+        self.event_log = event_log
+        self.store = store
+        self.group = group
+        self.pin_topics = pin_topics
+        self.max_records = max_records
+        self.poll_timeout_s = poll_timeout_s
+        for topic in TOPICS:  # a fresh log has no topics yet; the SDK makes the same ones
+            event_log.ensure_topic(TopicSpec(topic, partitions))
+        self._consumer = event_log.consumer(group, TOPICS)
+        self.stats = ReactionStats()
+
+    def step(self) -> int:
+        """One poll, apply, commit. Returns the number of records consumed."""
+        records = self._consumer.poll(self.max_records, self.poll_timeout_s)
+        if not records:
+            return 0
+        reactions = self._reactions(records)
+        applied = self.store.apply(reactions)
+        self._consumer.commit(_next_offsets(records))
+        self._count(records, len(reactions), applied)
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; a failing batch is retried, not skipped."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                # Nothing was committed, so the batch comes again after the seek below.
+                log.exception("reaction batch failed; retrying from the committed offsets")
+                self._rewind()
+                stop.wait(1.0)
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet committed, per partition (end offset minus committed offset)."""
+        out: dict[TopicPartition, int] = {}
+        committed = {t: self.event_log.group_offsets(self.group, t) for t in TOPICS}
+        for info in self.event_log.partitions_of(TOPICS):
+            done = committed[info.topic].get(info.partition, info.start_offset)
+            out[(info.topic, info.partition)] = max(0, info.end_offset - done)
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _reactions(self, records: list[Record]) -> list[Reaction]:
+        parsed = [r for r in map(self._parse, records) if r is not None]
+        if self.pin_topics is None or not parsed:
+            return [r for r, _ in parsed]
+        topics = self.pin_topics([pin for _, pin in parsed])
+        return [_with_topics(r, t) for (r, _), t in zip(parsed, topics, strict=True)]
+
+    def _parse(self, record: Record) -> tuple[Reaction, int] | None:
+        try:
+            event = orjson.loads(record.value)
+            reaction = Reaction(
+                event_id=str(event["event_id"]),
+                user_id=int(event["user_id"]),
+                pin_id=int(event["pin_id"]),
+                action=ACTION_OF_EVENT[event["event_type"]],
+                time_ms=_epoch_ms(event["event_time"]),
+            )
+        except Exception as e:  # validated upstream; anything else is counted, not fatal
+            self.stats.malformed += 1
+            log.warning("skipping malformed record %s[%d]@%d: %r", *_where(record), e)
+            return None
+        return reaction, reaction.pin_id
+
+    def _count(self, records: list[Record], reactions: int, applied: int) -> None:
+        now = time.time() * 1000
+        self.stats.records += len(records)
+        self.stats.applied += applied
+        self.stats.duplicates += reactions - applied
+        self.stats.batches += 1
+        self.stats.last_delay_ms = [now - r.timestamp_ms for r in records]
+
+    def _rewind(self) -> None:
+        committed = self._consumer.committed()
+        starts = {
+            (i.topic, i.partition): i.start_offset for i in self.event_log.partitions_of(TOPICS)
+        }
+        for tp in self._consumer.assignment():
+            self._consumer.seek(*tp, committed.get(tp, starts.get(tp, 0)))
+
+
+def _next_offsets(records: list[Record]) -> dict[TopicPartition, int]:
+    out: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        out[tp] = max(out.get(tp, 0), r.offset + 1)
+    return out
+
+
+def _with_topics(r: Reaction, topics: tuple[str, ...]) -> Reaction:
+    return Reaction(r.event_id, r.user_id, r.pin_id, r.action, r.time_ms, tuple(topics))
+
+
+def _epoch_ms(value: str) -> int:
+    return round(datetime.fromisoformat(value).timestamp() * 1000)
+
+
+def _where(record: Record) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
