@@ -200,7 +200,7 @@ class HomefeedConfig(Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
     jobs: JobsConfig = Field(default_factory=JobsConfig)  # type: ignore[arg-type]
     models: ModelsConfig = Field(default_factory=ModelsConfig)  # type: ignore[arg-type]
-    serving: ServingConfig = Field(default_factory=ServingConfig)  # type: ignore[arg-type]
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
