@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from homefeed.experiments.settings import ExperimentsConfig
 from homefeed.serving.settings import ServingConfig
 
 ENV_PREFIX = "HOMEFEED_"
@@ -201,6 +202,7 @@ class HomefeedConfig(Section):
     jobs: JobsConfig = Field(default_factory=JobsConfig)  # type: ignore[arg-type]
     models: ModelsConfig = Field(default_factory=ModelsConfig)  # type: ignore[arg-type]
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    experiments: ExperimentsConfig = Field(default_factory=ExperimentsConfig)
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
@@ -316,6 +318,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, BaseModel):  # a section inside a mapping, e.g. models.sources
         value = value.model_dump()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         if not value:
             return "{}"

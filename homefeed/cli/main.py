@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from homefeed.cli import events, jobs, lake, log, pipeline, sql
+from homefeed.cli import events, experiments, jobs, lake, log, pipeline, sql
 from homefeed.cli.common import settings, setup_logging
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.add_typer(jobs.run_app, name="run")
 app.command("backfill")(jobs.backfill)
 app.command("jobs")(jobs.jobs)
 lake.lake_app.command("gc")(jobs.gc)
+app.add_typer(experiments.experiments_app, name="experiments")
 
 
 @app.callback()

@@ -16,6 +16,7 @@ _SPECIFIC: dict[str, dict[str, Any]] = {
     "closeup": {"pin_id": 11, "duration_ms": 1200},
     "save": {"pin_id": 11, "board_id": 3},
     "hide": {"pin_id": 11, "reason": "not_interested"},
+    "exposure": {"experiment": "ranker_v2", "variant": "control", "request_id": "req-1"},
     "follow": {"action": "follow", "target_type": "board", "target_id": 3},
     "pin_create": {
         "pin_id": 11,

@@ -15,6 +15,7 @@ def test_every_event_type_is_registered():
         "board_create",
         "click",
         "closeup",
+        "exposure",
         "follow",
         "hide",
         "impression",
