@@ -202,7 +202,7 @@ class HomefeedConfig(Section):
     jobs: JobsConfig = Field(default_factory=JobsConfig)  # type: ignore[arg-type]
     models: ModelsConfig = Field(default_factory=ModelsConfig)  # type: ignore[arg-type]
     serving: ServingConfig = Field(default_factory=ServingConfig)
-    experiments: ExperimentsConfig = Field(default_factory=ExperimentsConfig)
+    experiments: ExperimentsConfig = Field(default_factory=ExperimentsConfig)  # type: ignore[arg-type]
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
