@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from homefeed.cli import events, experiments, jobs, lake, log, pipeline, sql
+from homefeed.cli import events, experiments, jobs, lake, log, pipeline, serving, sql
 from homefeed.cli.common import settings, setup_logging
+from homefeed.serving.api.cli import serve
 
 app = typer.Typer(
     help="homefeed: a home-feed ML pipeline from logged events to ranked feeds.",
@@ -32,6 +33,8 @@ app.command("backfill")(jobs.backfill)
 app.command("jobs")(jobs.jobs)
 lake.lake_app.command("gc")(jobs.gc)
 app.add_typer(experiments.experiments_app, name="experiments")
+app.command("serve")(serve)
+app.add_typer(serving.ranker_app, name="ranker")
 
 
 @app.callback()

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from homefeed.serving.api.settings import FeedServiceConfig
+
 
 class Section(BaseModel):
     # The same rules as homefeed.config.Section, redeclared so that config.py can import this
@@ -69,6 +71,7 @@ class RankerServiceConfig(Section):
 
 
 class ServingConfig(Section):
+    api: FeedServiceConfig = Field(default_factory=FeedServiceConfig)  # type: ignore[arg-type]
     online: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)  # type: ignore[arg-type]
     ranker: RankerServiceConfig = Field(
         default_factory=RankerServiceConfig  # type: ignore[arg-type]

@@ -1,0 +1,74 @@
+"""``BundleBackend``: serve a trained ``ModelBundle`` (its sources, features and ranker).
+
+Candidates, features and scores are exactly the bundle's ``recommend`` path (the same
+``CandidateSet.gather`` and ``build_features`` as training), split into the service's stages.
+The catalogue, the users and their exclusions come from the ``TrainingData`` the bundle was
+trained on, through ``SimpleBackend``; so does the trending fallback for a user the bundle's
+sources have nothing for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from homefeed.models.bundle import ModelBundle
+from homefeed.models.data import TrainingData
+from homefeed.models.features import CandidateSet, build_features
+from homefeed.serving.api.backend import CandidatePool, SimpleBackend
+
+
+class BundleBackend(SimpleBackend):
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        data: TrainingData,
+        *,
+        recent_window_hours: float = 24.0,
+        model_version: str | None = None,
+    ) -> None:
+        version = model_version or str(
+            bundle.metadata.get("version") or f"{bundle.config.name}-{bundle.context.as_of_ms}"
+        )
+        super().__init__(
+            data, {}, recent_window_hours=recent_window_hours, model_version=version[:64]
+        )
+        self.bundle = bundle
+
+    def candidates(self, user_id: int, now_ms: int) -> CandidatePool:
+        hidden = self.exclusions(user_id, now_ms).hidden
+        users = np.array([user_id], dtype=np.int64)
+        cs = CandidateSet.gather(self.bundle.sources, self.bundle.ks, users, {user_id: hidden})
+        if not len(cs):
+            return super().candidates(user_id, now_ms)  # trending, ranked without the ranker
+        # Each pin is credited to the source that ranked it best (relative to its k).
+        best = np.argmin(cs.ranks / np.asarray(cs.ks, dtype=np.float32), axis=1)
+        return CandidatePool(
+            user_id=user_id,
+            pins=cs.pin,
+            source=best.astype(np.int16),
+            source_names=cs.sources,
+            source_score=cs.scores[np.arange(len(cs)), best].astype(np.float32),
+            topic=self._topics_of(cs.pin),
+            topic_names=self.data.pins.topics,
+            features=np.empty((len(cs), 0), dtype=np.float32),
+            feature_names=(),
+            state=cs,
+        )
+
+    def features(self, pool: CandidatePool, now_ms: int) -> CandidatePool:
+        if not isinstance(pool.state, CandidateSet):
+            return super().features(pool, now_ms)
+        # The context is a snapshot: ages and recency are measured from its time at the latest.
+        now = min(now_ms, self.bundle.context.as_of_ms)
+        x, spec = build_features(self.bundle.context, pool.state, now)
+        if spec != self.bundle.spec:
+            raise ValueError(f"features {spec.names} differ from the bundle's {self.bundle.spec}")
+        return replace(pool, features=x, feature_names=spec.names)
+
+    def rank(self, pool: CandidatePool) -> np.ndarray:
+        if not isinstance(pool.state, CandidateSet):
+            return super().rank(pool)
+        scores = np.asarray(self.bundle.ranker.score(pool.features), dtype=np.float32)
+        return np.nan_to_num(scores, nan=-np.inf)
