@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from homefeed.cli import events, experiments, jobs, lake, log, pipeline, serving, sql
+from homefeed.cli import events, experiments, jobs, lake, log, models, pipeline, serving, sql
 from homefeed.cli.common import settings, setup_logging
 from homefeed.serving.api.cli import serve
 
@@ -34,6 +34,8 @@ app.command("jobs")(jobs.jobs)
 lake.lake_app.command("gc")(jobs.gc)
 app.add_typer(experiments.experiments_app, name="experiments")
 app.command("serve")(serve)
+app.command("train")(models.train)
+app.add_typer(models.models_app, name="models")
 app.add_typer(serving.ranker_app, name="ranker")
 
 
