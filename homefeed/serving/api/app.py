@@ -36,6 +36,7 @@ from homefeed.serving.api.responses import (
 )
 from homefeed.serving.api.service import FeedError, FeedService
 from homefeed.serving.api.settings import FeedServiceConfig
+from homefeed.serving.ui.console import mount_console
 
 ServiceRef = Callable[[], FeedService]
 _ERR = {"model": ErrorResponse}
@@ -49,6 +50,7 @@ def create_app(
     service = FeedService(backend, logger, config)
     app = _build(config, lambda: service, service.metrics)
     app.state.service = service
+    mount_console(app)  # the web UI: /ui pages and /v1/console/* (homefeed.serving.ui)
     return app
 
 

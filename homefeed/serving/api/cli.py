@@ -57,6 +57,7 @@ def serve(
         ) as logger,
     ):
         app = create_app(backend, logger, config)
+        app.state.homefeed_config = cfg  # the console reads the log and lake this config names
         uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
 
 
