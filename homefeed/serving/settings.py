@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from homefeed.serving.api.settings import FeedServiceConfig
+from homefeed.serving.deploy.settings import DeployConfig
 
 
 class Section(BaseModel):
@@ -72,6 +73,7 @@ class RankerServiceConfig(Section):
 
 class ServingConfig(Section):
     api: FeedServiceConfig = Field(default_factory=FeedServiceConfig)  # type: ignore[arg-type]
+    deploy: DeployConfig = Field(default_factory=DeployConfig)  # type: ignore[arg-type]
     online: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)  # type: ignore[arg-type]
     ranker: RankerServiceConfig = Field(
         default_factory=RankerServiceConfig  # type: ignore[arg-type]

@@ -82,18 +82,26 @@ class FeedService:
 
     def feed(self, user_id: int, limit: int, cursor: str | None) -> FeedPage:
         """One page of the user's feed; raises ``FeedError`` naming what is wrong."""
-        if not self.backend.known_user(user_id):
+        # Deploy hook: a router (serving.deploy) picks the user's arm once, for the whole request.
+        route = getattr(self.backend, "route", None)
+        if route is None:
+            return self._feed(self.backend, user_id, limit, cursor)
+        with route(user_id) as backend:
+            return self._feed(backend, user_id, limit, cursor)
+
+    def _feed(self, backend: FeedBackend, user_id: int, limit: int, cursor: str | None) -> FeedPage:
+        if not backend.known_user(user_id):
             raise FeedError(404, "unknown_user", f"no user {user_id}", "user_id", user_id)
         now_ms = self.clock_ms()
         if cursor is None:
-            session, offset = self._new_session(user_id, now_ms), 0
+            session, offset = self._new_session(backend, user_id, now_ms), 0
         else:
             session, offset = self._resume(user_id, cursor)
         end = min(offset + limit, len(session))
         next_cursor = (
             self.cursors.encode(Cursor(session.session_id, end)) if end < len(session) else None
         )
-        self.backend.served(user_id, session.pins[offset:end], now_ms)
+        backend.served(user_id, session.pins[offset:end], now_ms)
         items = [
             PageItem(
                 pin_id=int(session.pins[i]),
@@ -108,17 +116,17 @@ class FeedService:
             self.metrics.served.labels(item.source).inc()
         return FeedPage(user_id, uuid.uuid4().hex, items, next_cursor, session.model_version)
 
-    def _new_session(self, user_id: int, now_ms: int) -> FeedSession:
+    def _new_session(self, backend: FeedBackend, user_id: int, now_ms: int) -> FeedSession:
         m = self.metrics
         with m.stage("candidates"):
-            pool = self.backend.candidates(user_id, now_ms)
+            pool = backend.candidates(user_id, now_ms)
         m.count_candidates(pool.per_source())
         with m.stage("features"):
-            pool = self.backend.features(pool, now_ms)
+            pool = backend.features(pool, now_ms)
         with m.stage("rank"):
-            scores = self.backend.rank(pool)
+            scores = backend.rank(pool)
         with m.stage("blend"):
-            excluded = self.backend.exclusions(user_id, now_ms).pins()
+            excluded = backend.exclusions(user_id, now_ms).pins()
             rows = blend(
                 pins=pool.pins,
                 scores=scores,
@@ -134,7 +142,7 @@ class FeedService:
             topics = tuple((topic_names[t],) if t >= 0 else () for t in pool.topic[rows].tolist())
             return self.sessions.create(
                 user_id,
-                self.backend.model_version,
+                backend.model_version,
                 pool.pins[rows],
                 tuple(names[s] for s in pool.source[rows].tolist()),
                 scores[rows].astype(np.float32),
