@@ -15,7 +15,7 @@ import numpy as np
 
 from homefeed.models.bundle import ModelBundle
 from homefeed.models.data import TrainingData
-from homefeed.models.features import CandidateSet, build_features
+from homefeed.models.features import CandidateSet, FeatureContext, build_features
 from homefeed.serving.api.backend import CandidatePool, SimpleBackend
 
 
@@ -60,12 +60,17 @@ class BundleBackend(SimpleBackend):
     def features(self, pool: CandidatePool, now_ms: int) -> CandidatePool:
         if not isinstance(pool.state, CandidateSet):
             return super().features(pool, now_ms)
+        context = self.feature_context(pool.user_id, now_ms)
         # The context is a snapshot: ages and recency are measured from its time at the latest.
-        now = min(now_ms, self.bundle.context.as_of_ms)
-        x, spec = build_features(self.bundle.context, pool.state, now)
+        now = min(now_ms, context.as_of_ms)
+        x, spec = build_features(context, pool.state, now)
         if spec != self.bundle.spec:
             raise ValueError(f"features {spec.names} differ from the bundle's {self.bundle.spec}")
         return replace(pool, features=x, feature_names=spec.names)
+
+    def feature_context(self, user_id: int, now_ms: int) -> FeatureContext:
+        """The context this request's features read; ``OnlineBackend`` overlays the user's row."""
+        return self.bundle.context
 
     def rank(self, pool: CandidatePool) -> np.ndarray:
         if not isinstance(pool.state, CandidateSet):

@@ -1,12 +1,17 @@
 """``homefeed serve``: run the feed API with uvicorn, or print its OpenAPI document.
 
-Until a trained model bundle can be served (``BundleBackend``), the service runs a
-``SimpleBackend`` on the simulated world of ``[simulator]``, with the sources given.
+The service runs an ``OnlineBackend``: a model bundle (``--bundle DIR``, or one trained at
+start on the simulated world of ``[simulator]`` with the ``--sources`` given) over the online
+store of ``[serving.online]``. A reaction consumer thread (group ``online-features``) feeds
+the store from the configured event log, so events POSTed to /v1/events reach the next feed
+request. The catalogue and the users are the simulated world's.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import closing
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,7 +20,8 @@ from homefeed.cli.common import console, fail, opened_log, retention_ms, setting
 from homefeed.serving.api.settings import FeedServiceConfig
 
 if TYPE_CHECKING:
-    from homefeed.serving.api.backend import SimpleBackend
+    from homefeed.models.bundle import ModelBundle
+    from homefeed.models.data import TrainingData
 
 DEFAULT_SOURCES = "following,pixie,trending"
 
@@ -31,6 +37,14 @@ def serve(
     sources: Annotated[
         str, typer.Option(help="Candidate sources to fit, comma-separated (see [models]).")
     ] = DEFAULT_SOURCES,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="A saved model bundle directory (default: train one on [simulator]).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve ranked home feeds over HTTP (GET /v1/users/{id}/feed, POST /v1/events, /metrics)."""
     from homefeed.serving.api.app import create_app, openapi_document
@@ -42,10 +56,14 @@ def serve(
     import uvicorn
 
     from homefeed.events.sdk import EventLogger
+    from homefeed.serving.api.online_backend import OnlineBackend, ReactionThread
+    from homefeed.serving.online import open_online_store
 
-    backend = _simulated_backend(sources, config)
     cfg = settings.config
+    data = _simulated_data()
+    model = _load_bundle(bundle) if bundle else _train_bundle(sources, data)
     with (
+        closing(open_online_store(cfg.serving.online)) as store,
         opened_log() as event_log,
         EventLogger(
             event_log,
@@ -55,7 +73,9 @@ def serve(
             retention_ms=retention_ms(),
             on_reject=lambda r: None,
         ) as logger,
+        ReactionThread(event_log, store, data.pins, partitions=cfg.log.partitions),
     ):
+        backend = OnlineBackend(model, data, store, recent_window_hours=config.recent_window_hours)
         app = create_app(backend, logger, config)
         app.state.homefeed_config = cfg  # the console reads the log and lake this config names
         uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
@@ -69,24 +89,34 @@ def feed_config() -> FeedServiceConfig:
     return FeedServiceConfig()  # type: ignore[call-arg]
 
 
-def _simulated_backend(names: str, config: FeedServiceConfig) -> SimpleBackend:
-    from homefeed.models.sources import make_source
-    from homefeed.serving.api.backend import SimpleBackend
+def _simulated_data() -> TrainingData:
     from homefeed.testing.models import simulated_training_data
 
     sim = settings.config.simulator
-    console.print(f"fitting {names} on a simulated world of {sim.users} users, {sim.pins} pins")
-    data = simulated_training_data(sim.users, sim.pins, sim.days, sim.seed)
-    fitted = {}
-    for name in [n.strip() for n in names.split(",") if n.strip()]:
-        try:
-            fitted[name] = source = make_source(name)
-        except ValueError as e:
-            fail(f"--sources: {e}")
-        source.fit(data)
-    return SimpleBackend(
-        data,
-        fitted,
-        candidates_per_source=config.candidates_per_source,
-        recent_window_hours=config.recent_window_hours,
-    )
+    console.print(f"simulated world: {sim.users} users, {sim.pins} pins, {sim.days} days")
+    return simulated_training_data(sim.users, sim.pins, sim.days, sim.seed)
+
+
+def _load_bundle(path: Path) -> ModelBundle:
+    from homefeed.models.bundle import ModelBundle
+
+    try:
+        return ModelBundle.load(path)
+    except (OSError, ValueError, KeyError) as e:
+        fail(f"--bundle {path}: {e}")
+
+
+def _train_bundle(names: str, data: TrainingData) -> ModelBundle:
+    """A bundle of the named sources (settings from [models] where given) on ``data``."""
+    from homefeed.config import SourceConfig
+    from homefeed.models.pipeline import train_bundle
+    from homefeed.models.sources import SOURCES
+
+    models = settings.config.models
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in SOURCES]
+    if unknown or not chosen:
+        fail(f"--sources = {names!r}: unknown {unknown}; known: {', '.join(sorted(SOURCES))}")
+    picked = {n: models.sources.get(n) or SourceConfig() for n in chosen}  # type: ignore[call-arg]
+    console.print(f"training a bundle of {', '.join(chosen)}")
+    return train_bundle(data, models.model_copy(update={"sources": picked}))
