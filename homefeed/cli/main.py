@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from homefeed.cli import events, experiments, jobs, lake, log, models, pipeline, serving, sql
+from homefeed.cli import (
+    demo,
+    deploy,
+    events,
+    experiments,
+    jobs,
+    lake,
+    log,
+    models,
+    pipeline,
+    serving,
+    sql,
+)
 from homefeed.cli.common import settings, setup_logging
 from homefeed.serving.api.cli import serve
 
@@ -25,7 +37,7 @@ app.add_typer(pipeline.import_app, name="import")
 app.command("init")(pipeline.init)
 app.command("persist")(pipeline.persist)
 app.command("simulate")(pipeline.simulate)
-app.command("demo")(pipeline.demo)
+app.command("demo")(demo.demo)
 app.command("sql")(sql.sql)
 app.command("tables")(sql.tables)
 app.add_typer(jobs.run_app, name="run")
@@ -37,6 +49,7 @@ app.command("serve")(serve)
 app.command("train")(models.train)
 app.add_typer(models.models_app, name="models")
 app.add_typer(serving.ranker_app, name="ranker")
+app.add_typer(deploy.deploy_app, name="deploy")
 
 
 @app.callback()

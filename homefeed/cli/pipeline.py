@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,84 +156,3 @@ def _print_persist_report(report: Any) -> None:
         f"{report.hours_marked} hours marked complete; {report.late_rows} late rows; "
         f"{report.dead_lettered} dead-lettered"
     )
-
-
-def demo(
-    small: Annotated[bool, typer.Option(help="A smaller world for a quick run.")] = False,
-    data_dir: Annotated[
-        Path, typer.Option(help="Where the demo's log and lake go (wiped first).")
-    ] = Path("homefeed-data/demo"),
-) -> None:
-    """Simulate a world, log its events, persist them to the lake, and show what landed."""
-    from homefeed.cli import lake as lake_cli
-    from homefeed.cli import log as log_cli
-
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    cfg = settings.config
-    cfg.log.local.path = str(data_dir / "log")
-    cfg.lake.uri = str(data_dir / "lake")
-    if small:
-        cfg.simulator.users, cfg.simulator.pins, cfg.simulator.days = 300, 3000, 1.0
-    started = time.monotonic()
-    console.rule("1. simulate users and log their events through the SDK")
-    simulate(None, None, None, None)
-    console.rule("2. a service sends some bad events: they go to the dead-letter topic")
-    _log_bad_examples()
-    console.rule("3. persist the topics to the lake, exactly once")
-    _print_persist_report(run_persister(follow=False))
-    console.rule("4. what the log and the lake hold")
-    log_cli.topics(_NoSubcommand(), None)  # type: ignore[arg-type]
-    lake_cli.print_summary()
-    config_file = data_dir / "homefeed.toml"
-    config_file.write_text(
-        f'[log.local]\npath = "{cfg.log.local.path}"\n\n[lake]\nuri = "{cfg.lake.uri}"\n',
-        encoding="utf-8",
-    )
-    console.print(
-        f"demo finished in {time.monotonic() - started:.0f} s; its data is in {data_dir}/. "
-        f"Look around with:\n  .venv/bin/homefeed -c {config_file} topics\n"
-        f"  .venv/bin/homefeed -c {config_file} events dead-letters\n"
-        f"  .venv/bin/homefeed -c {config_file} lake ls events/save"
-    )
-
-
-class _NoSubcommand:
-    invoked_subcommand = None
-
-
-def _log_bad_examples() -> None:
-    bad: list[Any] = [
-        {"event_type": "unicorn", "user_id": 1},
-        {
-            "event_type": "click",
-            "user_id": 1,
-            "event_time": "2026-11-01T10:00:00Z",
-            "surface": "home_feed",
-            "client": {"platform": "web"},
-        },
-        {
-            "event_type": "save",
-            "user_id": "seven",
-            "pin_id": 1,
-            "board_id": 2,
-            "event_time": "2026-11-01T10:00:00Z",
-            "surface": "home_feed",
-            "client": {"platform": "web"},
-        },
-        {
-            "event_type": "click",
-            "user_id": 1,
-            "pin_id": 5,
-            "event_time": "yesterday",
-            "surface": "home_feed",
-            "client": {"platform": "web"},
-        },
-    ]
-    with opened_log() as event_log, _logger(event_log, "demo-bad-service") as logger:
-        for event in bad:
-            rejection = logger.log(event)
-            console.print(
-                f"  rejected ({rejection.reason if rejection else '?'}): {rejection}",
-                highlight=False,
-            )

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from homefeed.cli.common import console, fail, opened_log, retention_ms, settings
+from homefeed.cli.common import console, fail, settings
 from homefeed.serving.api.settings import FeedServiceConfig
 
 if TYPE_CHECKING:
+    from homefeed.config import HomefeedConfig
     from homefeed.models.bundle import ModelBundle
     from homefeed.models.data import TrainingData
 
@@ -47,30 +48,59 @@ def serve(
     ] = None,
 ) -> None:
     """Serve ranked home feeds over HTTP (GET /v1/users/{id}/feed, POST /v1/events, /metrics)."""
-    from homefeed.serving.api.app import create_app, openapi_document
+    from homefeed.serving.api.app import openapi_document
 
     config = feed_config()
     if openapi:
         typer.echo(json.dumps(openapi_document(config), indent=2))
         return
+    cfg = settings.config
+    if bundle is not None:
+        model, data = _load_bundle(bundle), _simulated_data()
+    elif (production := _production(cfg)) is not None:
+        model, data = production
+    else:
+        console.print("no promoted model in the lake: training one on the simulated world")
+        data = _simulated_data()
+        model = _train_bundle(sources, data)
+    run_feed_service(cfg, model, data, host, port)
+
+
+def serve_bundle(cfg: HomefeedConfig, bundle_dir: Path, host: str | None = None,
+                 port: int | None = None) -> None:  # fmt: skip
+    """Serve a saved bundle over the catalogue and users of its training window in the lake."""
+    from datetime import UTC, datetime
+
+    from homefeed.models.bundle import ModelBundle
+
+    model = ModelBundle.load(bundle_dir)
+    data = model.metadata["data"]  # what train_bundle fitted on: [first engagement, as_of)
+    window = {k: datetime.fromtimestamp(data[f] / 1000, UTC).isoformat()
+              for k, f in (("start", "engagement_min_ms"), ("end", "as_of_ms"))}  # fmt: skip
+    run_feed_service(cfg, model, _window_data(cfg, window), host, port)
+
+
+def run_feed_service(cfg: HomefeedConfig, model: ModelBundle, data: TrainingData,
+                     host: str | None, port: int | None) -> None:  # fmt: skip
+    """The feed API (uvicorn) on an OnlineBackend, with the reaction consumer beside it."""
     import uvicorn
 
     from homefeed.events.sdk import EventLogger
+    from homefeed.log.factory import open_log
+    from homefeed.serving.api.app import create_app
     from homefeed.serving.api.online_backend import OnlineBackend, ReactionThread
     from homefeed.serving.online import open_online_store
 
-    cfg = settings.config
-    data = _simulated_data()
-    model = _load_bundle(bundle) if bundle else _train_bundle(sources, data)
+    config = cfg.serving.api
     with (
         closing(open_online_store(cfg.serving.online)) as store,
-        opened_log() as event_log,
+        open_log(cfg.log) as event_log,
         EventLogger(
             event_log,
             config=cfg.sdk,
             source="feed-api",
             partitions=cfg.log.partitions,
-            retention_ms=retention_ms(),
+            retention_ms=int(cfg.log.retention_hours * 3_600_000),
             on_reject=lambda r: None,
         ) as logger,
         ReactionThread(event_log, store, data.pins, partitions=cfg.log.partitions),
@@ -79,6 +109,36 @@ def serve(
         app = create_app(backend, logger, config)
         app.state.homefeed_config = cfg  # the console reads the log and lake this config names
         uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
+
+
+def _production(cfg: HomefeedConfig) -> tuple[ModelBundle, TrainingData] | None:
+    """The registry's promoted version and its training window, if the lake has one."""
+    import tempfile
+
+    from homefeed.lake import open_lake
+    from homefeed.models.bundle import ModelBundle
+    from homefeed.models.registry import ModelRegistry
+
+    registry = ModelRegistry(open_lake(cfg.lake), cfg.models.name)
+    version = registry.production()
+    if version is None:
+        return None
+    target = Path(tempfile.mkdtemp(prefix="homefeed-serve-")) / version
+    registry.fetch(version, target)
+    console.print(f"serving {cfg.models.name} {version}, the promoted model in {cfg.lake.uri}")
+    model = ModelBundle.load(target)
+    return model, _window_data(cfg, registry.show(version).data_range)
+
+
+def _window_data(cfg: HomefeedConfig, meta: dict[str, str]) -> TrainingData:
+    """The lake's events of a bundle's training window (its catalogue and users)."""
+    from datetime import datetime
+
+    from homefeed.models.lake_data import load_training_data
+
+    start, end = (datetime.fromisoformat(str(meta[k])) for k in ("start", "end"))
+    console.print(f"loading the training window {start} .. {end} from {cfg.lake.uri}")
+    return load_training_data(cfg, start, end)
 
 
 def feed_config() -> FeedServiceConfig:
