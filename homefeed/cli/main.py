@@ -48,6 +48,7 @@ app.add_typer(experiments.experiments_app, name="experiments")
 app.command("serve")(serve)
 app.command("train")(models.train)
 app.add_typer(models.models_app, name="models")
+app.add_typer(models_eval.eval_app, name="eval")
 app.add_typer(serving.ranker_app, name="ranker")
 app.add_typer(deploy.deploy_app, name="deploy")
 
