@@ -16,6 +16,7 @@ from homefeed.cli import (
     lake,
     log,
     models,
+    models_eval,
     pipeline,
     serving,
     sql,
