@@ -53,9 +53,9 @@ class DemoSize:
     ab_hours: int  # length of the online experiment
 
 
-FULL = DemoSize(users=2000, pins=20000, days=14, extra_hours=6, hourly_hours=6, job_days=3,
+FULL = DemoSize(users=2000, pins=20000, days=14, extra_hours=6, hourly_hours=2, job_days=3,
                 ab_hours=24)  # fmt: skip
-SMALL = DemoSize(users=500, pins=5000, days=5, extra_hours=6, hourly_hours=3, job_days=2,
+SMALL = DemoSize(users=500, pins=5000, days=5, extra_hours=6, hourly_hours=2, job_days=2,
                  ab_hours=12)  # fmt: skip
 
 
@@ -142,12 +142,20 @@ def run_jobs(cfg: HomefeedConfig, size: DemoSize, say: Say,
                 run_job(engine, lake, spec, last_day_ms + hour * HOUR_MS, cfg.jobs)
                 runs += 1
                 _tick(on_step, spec.name)
-        # Earlier days: only the tables later days read as their previous day's (cumulative
-        # profiles, follow graph, yesterday's pin stats); the last days: every daily job.
+        # Earlier days: only the cumulative tables (each reads its own previous day), and on
+        # the day before the last days whatever they read as previous; the last days: all.
         read_as_previous = {p.table for spec in DAILY for p in spec.previous}
+        cumulative = {spec.name for spec in DAILY if spec.name in {p.table for p in spec.previous}}
         for offset in range(size.days):
-            recent = offset >= size.days - size.job_days
-            for spec in DAILY if recent else [s for s in DAILY if s.name in read_as_previous]:
+            first_recent = size.days - size.job_days
+            wanted = (
+                set(s.name for s in DAILY)
+                if offset >= first_recent
+                else read_as_previous
+                if offset == first_recent - 1
+                else cumulative
+            )
+            for spec in [s for s in DAILY if s.name in wanted]:
                 run_job(engine, lake, spec, day_start_ms(first + timedelta(days=offset)), cfg.jobs)
                 runs += 1
                 _tick(on_step, spec.name)
@@ -239,6 +247,7 @@ def run_demo(
         nonlocal clock
         now = time.perf_counter()
         out.timings[stage] = round(now - clock, 1)
+        say(f"({stage}: {now - clock:.1f} s)")
         clock = now
 
     def bar(stage: str) -> Callable[[int, int], None] | None:
