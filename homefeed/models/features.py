@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -261,6 +262,45 @@ class FeatureContext:
     def build(cls, data: TrainingData) -> FeatureContext:
         return _build_context(data)
 
+    # Lookups derived from the arrays, built on first use and kept while the array lives
+    # (``_derived``): a serving request then costs its own rows, not a pass over every pin,
+    # user or follow edge. Keyed on the arrays, not on this object, because serving derives
+    # a per-request context with ``replace`` that shares the pin and follow arrays.
+    @property
+    def user_index(self) -> IdIndex:
+        return _derived("user_index", self.users, lambda: IdIndex(self.users))
+
+    @property
+    def pin_index(self) -> IdIndex:
+        return _derived("pin_index", self.pins, lambda: IdIndex(self.pins))
+
+    @property
+    def user_topic_total(self) -> np.ndarray:
+        """Sum of |affinity| over topics per user: the normaliser of ``topic_affinity``."""
+        return _derived("topic_total", self.user_topic, lambda: np.abs(self.user_topic).sum(1))
+
+    @property
+    def neighbour_keys(self) -> np.ndarray:
+        """Sorted ``pin * n_pins + neighbour`` of every co-engagement edge (CSR order)."""
+
+        def build() -> np.ndarray:
+            n = len(self.pins)
+            keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.neighbour_indptr)) * n
+            return keys + self.neighbour_indices
+
+        return _derived("neighbour_keys", self.neighbour_indices, build)
+
+    @property
+    def follow_index(self) -> tuple[IdIndex, IdIndex, np.ndarray]:
+        """(followers, followees, sorted ``follower * n_followees + followee`` keys)."""
+
+        def build() -> tuple[IdIndex, IdIndex, np.ndarray]:
+            a, b = IdIndex.of(self.follow_user), IdIndex.of(self.follow_target)
+            keys = np.sort(a.index(self.follow_user) * len(b) + b.index(self.follow_target))
+            return a, b, keys
+
+        return _derived("follow_index", self.follow_user, build)
+
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if _is_array_field(f.name)}
@@ -277,6 +317,29 @@ class FeatureContext:
             as_of_ms=int(meta["as_of_ms"]), topics=tuple(meta["topics"]),
             priors=tuple(meta["priors"]), **arrays,
         )  # fmt: skip
+
+
+_DERIVED: dict[tuple[str, int], tuple[weakref.ref[np.ndarray], Any]] = {}
+
+
+def _derived(name: str, array: np.ndarray, build: Callable[[], Any]) -> Any:
+    """``build()``, computed once per live ``array`` (dropped when the array is collected).
+
+    The entry holds a weak reference checked by identity, so a new array that reuses a dead
+    one's ``id`` never gets its value. Two threads may both build on a miss; both are right.
+    """
+    key = (name, id(array))
+    hit = _DERIVED.get(key)
+    if hit is not None and hit[0]() is array:
+        return hit[1]
+    value = build()
+    table = _DERIVED  # held by the closure: module globals are gone at interpreter exit
+
+    def forget(_: weakref.ref[np.ndarray]) -> None:
+        table.pop(key, None)
+
+    _DERIVED[key] = (weakref.ref(array, forget), value)
+    return value
 
 
 def _is_array_field(name: str) -> bool:
@@ -433,8 +496,8 @@ def build_features(
     ``now_ms`` is the request time (serving) or each example's time (training).
     """
     users = candidates.row_user
-    u = IdIndex(context.users).index(users)
-    p = IdIndex(context.pins).index(candidates.pin)
+    u = context.user_index.index(users)
+    p = context.pin_index.index(candidates.pin)
     columns: dict[str, np.ndarray] = {}
     columns.update(_source_columns(candidates))
     columns.update(_topic_columns(context, u, p))
@@ -484,8 +547,7 @@ def _topic_columns(ctx: FeatureContext, u: np.ndarray, p: np.ndarray) -> dict[st
     raw = np.zeros(len(p), dtype=np.float64)
     vals = ctx.user_topic[np.maximum(u[rep], 0), topic] / n_topics[rep]
     np.add.at(raw, rep[known], vals[known])
-    total = np.abs(ctx.user_topic).sum(axis=1) if len(ctx.users) else np.zeros(0)
-    norm = _take(total, u, fill=0.0)
+    norm = _take(ctx.user_topic_total, u, fill=0.0)
     share = np.divide(raw * len(ctx.topics), norm, out=np.zeros_like(raw), where=norm > 0)
     unknown = (u < 0) | (n_topics == 0)
     raw[unknown], share[unknown] = np.nan, np.nan
@@ -518,14 +580,12 @@ def _coengagement(ctx: FeatureContext, u: np.ndarray, p: np.ndarray) -> np.ndarr
     """Sum of the pin's neighbour weights over the user's recent pins (0 when none)."""
     recent = ctx.user_recent_pins[np.maximum(u, 0)] if len(ctx.users) else np.full(
         (len(u), RECENT_PINS), -1)  # fmt: skip
-    r = IdIndex(ctx.pins).index(recent)
+    r = ctx.pin_index.index(recent)
     r[(u < 0)[:, None] | (recent < 0)] = -1
     rows, cols = np.nonzero((r >= 0) & (p >= 0)[:, None])
     src, dst = r[rows, cols], p[rows]
-    n = len(ctx.pins)
-    keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(ctx.neighbour_indptr)) * n
-    keys += ctx.neighbour_indices  # sorted: CSR rows ascending, columns ascending within
-    query = src * n + dst
+    keys = ctx.neighbour_keys
+    query = src * len(ctx.pins) + dst
     out = np.zeros(len(u), dtype=np.float64)
     if len(keys) and len(query):
         pos = np.searchsorted(keys, query).clip(0, len(keys) - 1)
@@ -539,10 +599,9 @@ def _follows_creator(ctx: FeatureContext, users: np.ndarray, p: np.ndarray) -> n
         np.full(len(p), -1))  # fmt: skip
     if not len(ctx.follow_user):
         return np.zeros(len(p), dtype=np.float32)
-    a = IdIndex.of(ctx.follow_user, users)
-    b = IdIndex.of(ctx.follow_target, creator)
-    follow_keys = np.sort(a.index(ctx.follow_user) * len(b) + b.index(ctx.follow_target))
-    query = a.index(users) * len(b) + b.index(creator)
+    a, b, follow_keys = ctx.follow_index
+    ua, tb = a.index(users), b.index(creator)
+    query = np.where((ua >= 0) & (tb >= 0), ua * len(b) + tb, -1)  # -1 is never a key
     pos = np.searchsorted(follow_keys, query).clip(0, len(follow_keys) - 1)
     return ((follow_keys[pos] == query) & (creator >= 0)).astype(np.float32)
 

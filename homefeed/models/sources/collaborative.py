@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,31 @@ from homefeed.models.sources.base import Candidates, CandidateSource
 
 DAY_MS = 86_400_000
 SCORE_CELLS = 1 << 24  # floats per scoring chunk (64 MB of float32)
+_PAIR_CHUNK = 65_536  # pairs per gather of B entries in item-item pair scoring
+SMALL_BATCH = 64  # users: below this a BLAS thread pool costs more than it saves
+
+
+@cache
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries, built once (it scans them)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@contextmanager
+def single_threaded_blas(rows: int) -> Iterator[None]:
+    """BLAS on one thread while scoring ``rows`` users, when that batch is small.
+
+    A 1 x 64 by 64 x 20,000 product takes ~0.3 ms on one thread but ~10 ms when OpenBLAS
+    wakes its pool on a busy 2-core machine; serving asks for one user at a time. The
+    result is the same either way (the kernel does not split a single row across threads).
+    """
+    if rows > SMALL_BATCH:
+        yield
+        return
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
 
 
 @dataclass(frozen=True)
@@ -142,7 +170,8 @@ class MatrixSource(CandidateSource):
         chunk = max(1, SCORE_CELLS // max(1, len(self._pins)))
         for start in range(0, len(known), chunk):
             at = known[start : start + chunk]
-            scores = self._masked_scores(user_ids[at], rows[at], exclude or {})
+            with single_threaded_blas(len(at)):
+                scores = self._masked_scores(user_ids[at], rows[at], exclude or {})
             got = Candidates.from_scores(user_ids[at], self._pins.ids, scores, k)
             out.pins[at], out.scores[at] = got.pins, got.scores
         return out
@@ -282,14 +311,15 @@ class AlsSource(MatrixSource):
 
     def load_state(self, path: Path) -> None:
         self._load_index(path)
-        self.user_factors = np.load(path / "user_factors.npy")
-        self.item_factors = np.load(path / "item_factors.npy")
+        self.user_factors = np.ascontiguousarray(np.load(path / "user_factors.npy"))
+        self.item_factors = np.ascontiguousarray(np.load(path / "item_factors.npy"))
 
 
 class ItemItemSource(MatrixSource):
     """Item-item co-engagement: ``score(user) = X[user] @ B`` for a pin x pin matrix B.
 
-    Up to ``dense_max_items`` pins, B is EASE (Steck 2019): the closed form
+    Up to ``dense_max_items`` pins (10k: a dense inverse takes ~10 s and 0.4 GB there, ~100 s
+    and 1.6 GB at 20k on 2 cores), B is EASE (Steck 2019): the closed form
     ``B = I - P / diag(P)`` with ``P = (X^T X + l2 I)^-1``, i.e. B[:, j] is the ridge regression
     of pin j's column on all other pins with a zero diagonal. Past that a dense pins x pins
     inverse stops fitting in memory, and B is the top ``neighbours`` cosine similarities of
@@ -303,7 +333,7 @@ class ItemItemSource(MatrixSource):
         *,
         l2: float = 500.0,
         binarize: bool = True,
-        dense_max_items: int = 20_000,
+        dense_max_items: int = 10_000,
         neighbours: int = 100,
         power: float = 0.5,
         half_life_days: float | None = None,
@@ -365,14 +395,14 @@ class ItemItemSource(MatrixSource):
         rows, cols, ok = self._pair_index(user_ids, pin_ids)
         out = np.zeros(rows.shape, dtype=np.float32)
         at = np.flatnonzero(ok)
+        weights = self.weights
+        if isinstance(weights, np.ndarray):
+            out[at] = _dense_pair_scores(self._x, weights, rows[at], cols[at])
+            return out
         chunk = max(1, SCORE_CELLS // max(1, len(self._pins)))
         for start in range(0, len(at), chunk):
             sel = at[start : start + chunk]
-            weights = self.weights
-            if isinstance(weights, np.ndarray):
-                columns = weights[:, cols[sel]].T
-            else:
-                columns = weights[:, cols[sel]].T.toarray()
+            columns = weights[:, cols[sel]].T.toarray()
             out[sel] = np.asarray(self._x[rows[sel]].multiply(columns).sum(axis=1)).ravel()
         return out
 
@@ -390,7 +420,9 @@ class ItemItemSource(MatrixSource):
         self._x = sp.load_npz(path / "x.npz").tocsr()
         dense = json.loads((path / "item_item.json").read_text())["dense"]
         if dense:
-            self.weights = np.load(path / "weights.npy")
+            # C order: a user's scores read whole rows of B (bundles saved by older code
+            # hold B in Fortran order, and scipy would copy all of B on every product).
+            self.weights = np.ascontiguousarray(np.load(path / "weights.npy"))
         else:
             self.weights = sp.load_npz(path / "weights.npz").tocsr()
 
@@ -419,9 +451,31 @@ def ease_weights(x: sp.spmatrix, l2: float) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError(f"EASE Gram matrix inversion failed (info={info})")
     _mirror_upper(inverse)
+    # P is symmetric, so its transpose (a view) is P in C order: scoring reads rows of B.
+    inverse = inverse.T
     inverse /= -np.diag(inverse).copy()[None, :]
     inverse[np.diag_indices(n)] = 0.0
     return inverse.astype(np.float32, copy=False)
+
+
+def _dense_pair_scores(
+    x: sp.csr_matrix, weights: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """``X[rows[i]] . B[:, cols[i]]`` per pair, reading only B at the rows' non-zero pins.
+
+    A pair costs its user's engaged pins, not a column of B (gathering whole columns of a
+    pins x pins matrix is a strided read of all of it).
+    """
+    out = np.zeros(len(rows), dtype=np.float32)
+    indptr = x.indptr
+    for start in range(0, len(rows), _PAIR_CHUNK):
+        r, c = rows[start : start + _PAIR_CHUNK], cols[start : start + _PAIR_CHUNK]
+        lengths = indptr[r + 1] - indptr[r]
+        pair = np.repeat(np.arange(len(r)), lengths)
+        nz = np.repeat(indptr[r] - np.cumsum(lengths) + lengths, lengths) + np.arange(len(pair))
+        values = x.data[nz].astype(np.float64) * weights[x.indices[nz], c[pair]]
+        out[start : start + len(r)] = np.bincount(pair, values, minlength=len(r))
+    return out
 
 
 def _dense_gram(x: sp.spmatrix, dtype: type, block: int = 2048) -> np.ndarray:

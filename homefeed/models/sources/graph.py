@@ -31,7 +31,12 @@ from homefeed.models.data import IdIndex, TrainingData
 from homefeed.models.sources.base import Candidates, CandidateSource
 from homefeed.models.sources.collaborative import check_k, engaged_matrix, interaction_matrix
 
-ROUNDS = 32  # lockstep rounds a query pin's budget is spread over (walkers = budget / ROUNDS)
+# Lockstep rounds a query pin's budget is spread over (walkers = budget / ROUNDS). Each round
+# is ~15 NumPy calls whatever its width, so fewer, wider rounds cost less per user: 8 rounds
+# take 1.9 ms per user where 32 took 3.4 ms (20,000 steps). With alpha = 0.8 a walk outlives
+# 8 rounds with probability 0.2 ** 8, and the top-200 overlap with 32 rounds (0.69) is the
+# overlap between two seeds at 32 rounds (0.68): the same walks statistically.
+ROUNDS = 8
 U64 = (1 << 64) - 1
 
 
