@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import BackgroundTasks, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -83,13 +85,17 @@ PinId = Annotated[int, Path(ge=0, le=MAX_ID, description="The pin's id.")]
 
 
 def _add_feed_routes(app: FastAPI, config: FeedServiceConfig, service: ServiceRef) -> None:
+    # Pages are CPU work under the GIL: computing many at once only stretches each of them,
+    # so they run on a bounded pool and wait in order (latency = queue wait + own CPU time).
+    limiter = anyio.CapacityLimiter(config.feed_threads)
+
     @app.get(
         "/v1/users/{user_id}/feed",
         response_model=FeedResponse,
         responses={400: _ERR, 404: _ERR, 410: _ERR, 422: _ERR},
         summary="A page of the user's home feed",
     )
-    def get_feed(
+    async def get_feed(
         user_id: UserId,
         background: BackgroundTasks,
         limit: Annotated[
@@ -100,7 +106,7 @@ def _add_feed_routes(app: FastAPI, config: FeedServiceConfig, service: ServiceRe
         ] = None,
     ) -> FeedResponse:
         svc = service()
-        page = svc.feed(user_id, limit, cursor)
+        page = await anyio.to_thread.run_sync(svc.feed, user_id, limit, cursor, limiter=limiter)
         background.add_task(svc.log_impressions, svc.impressions(page))
         items = [FeedItem(**vars(item) | {"topics": list(item.topics)}) for item in page.items]
         return FeedResponse(

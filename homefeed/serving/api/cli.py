@@ -91,6 +91,10 @@ def run_feed_service(cfg: HomefeedConfig, model: ModelBundle, data: TrainingData
     from homefeed.serving.api.online_backend import OnlineBackend, ReactionThread
     from homefeed.serving.online import open_online_store
 
+    from threadpoolctl import threadpool_limits
+
+    # Per-request products are tiny: waking BLAS thread pools for them costs more than they do.
+    threadpool_limits(1)
     config = cfg.serving.api
     with (
         closing(open_online_store(cfg.serving.online)) as store,

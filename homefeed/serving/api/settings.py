@@ -56,3 +56,7 @@ class FeedServiceConfig(Section):
     recent_window_hours: float = Field(
         24.0, ge=0, description="Pins the user saw or engaged with this recently are not shown."
     )
+    feed_threads: int = Field(
+        1, ge=1, le=64, description="Feed requests computed at once; the rest queue in order "
+        "(the work holds the GIL, so more threads only make every request slower).",
+    )  # fmt: skip
