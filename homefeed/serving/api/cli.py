@@ -84,14 +84,13 @@ def run_feed_service(cfg: HomefeedConfig, model: ModelBundle, data: TrainingData
                      host: str | None, port: int | None) -> None:  # fmt: skip
     """The feed API (uvicorn) on an OnlineBackend, with the reaction consumer beside it."""
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from homefeed.events.sdk import EventLogger
     from homefeed.log.factory import open_log
     from homefeed.serving.api.app import create_app
     from homefeed.serving.api.online_backend import OnlineBackend, ReactionThread
     from homefeed.serving.online import open_online_store
-
-    from threadpoolctl import threadpool_limits
 
     # Per-request products are tiny: waking BLAS thread pools for them costs more than they do.
     threadpool_limits(1)
