@@ -77,8 +77,11 @@ def print_ab(ab: Any) -> None:
         cells = [_mean_ci(report.summaries[m][arm]) for m in ("saves", "clicks", "hides",
                                                               "diversity")]  # fmt: skip
         effect = report.effects["saves"].get(arm)
-        lift = "control" if effect is None else (
-            f"{effect.lift:+.0%} [{effect.lift_ci.lo:+.0%}, {effect.lift_ci.hi:+.0%}]")
+        lift = (
+            "control"
+            if effect is None
+            else (f"{effect.lift:+.0%} [{effect.lift_ci.lo:+.0%}, {effect.lift_ci.hi:+.0%}]")
+        )
         table.add_row(ARM_TITLES.get(arm, arm), f"{report.users[arm]:,}",
                       f"{ab.sessions[arm]:,}", *cells, lift)  # fmt: skip
     console.print(table)
