@@ -454,6 +454,20 @@ def test_a_hidden_pin_never_returns(stack: Stack, data) -> None:
     assert {on_page, deep} <= set(excluded.hidden.tolist())
 
 
+def test_a_pin_hidden_mid_session_is_skipped_on_later_pages(stack: Stack, data) -> None:
+    user = _active_user(data)
+    first = _page(stack.client, user, 10)
+    later = _session_pins(stack, first)[10:30]  # the next two pages, ranked, not served yet
+    _post(stack.client, "hide", user, later[:3])
+    _until(lambda: set(later[:3]) <= set(
+        stack.backend.exclusions(user, int(time.time() * 1000)).hidden.tolist()))  # fmt: skip
+    second = _page(stack.client, user, 10, first["next_cursor"])
+    third = _page(stack.client, user, 10, second["next_cursor"])
+    shown = [i["pin_id"] for i in second["items"] + third["items"]]
+    assert not set(later[:3]) & set(shown)
+    assert shown == [p for p in later if p not in later[:3]]  # the rest, in session order
+
+
 def _share(stack: Stack, page: dict, topic: str, topic_of: dict[int, str]) -> tuple[float, float]:
     """Share of ``topic`` on the page and in its whole session."""
     on_page = [topic_of.get(i["pin_id"]) == topic for i in page["items"]]

@@ -101,7 +101,12 @@ class FeedService:
         next_cursor = (
             self.cursors.encode(Cursor(session.session_id, end)) if end < len(session) else None
         )
-        backend.served(user_id, session.pins[offset:end], now_ms)
+        shown = np.arange(offset, end)
+        if cursor is not None:  # hidden or blocked since the session was ranked: never shown
+            gone = backend.exclusions(user_id, now_ms)
+            banned = np.concatenate([gone.hidden, gone.blocked])
+            shown = shown[~np.isin(session.pins[offset:end], banned)]
+        backend.served(user_id, session.pins[shown], now_ms)
         items = [
             PageItem(
                 pin_id=int(session.pins[i]),
@@ -110,7 +115,7 @@ class FeedService:
                 score=float(session.scores[i]),
                 topics=session.topics[i],
             )
-            for i in range(offset, end)
+            for i in shown.tolist()
         ]
         for item in items:
             self.metrics.served.labels(item.source).inc()
