@@ -40,10 +40,11 @@ def demo(
 
         result = run_demo(settings.config, size, str(data_dir), console.print, progress)
     cfg = configure(settings.config, size, str(data_dir))
-    _write_config(cfg, data_dir)
+    _write_config(cfg, data_dir, result.experiment)
     _print_timings(result.timings, result.events)
     assert result.ab is not None
     print_ab(result.ab)
+    _print_lake_check(result)
     if serve:
         _serve(cfg, data_dir, result.model_version)
 
@@ -90,13 +91,38 @@ def print_ab(ab: Any) -> None:
         console.print(f"sample ratio check: {verdict} (p = {report.srm.p_value:.3g})")
 
 
+def _print_lake_check(result: Any) -> None:
+    """The same experiment from the lake (exposures and events, SQL): it must agree."""
+    from homefeed.demo.run import EXPERIMENT
+
+    lake, memory = result.lake_report, result.ab.report
+    if lake is None:
+        return
+    cells = ", ".join(
+        f"{arm} {lake.summaries['saves'][arm].mean:.2f} ({memory.summaries['saves'][arm].mean:.2f})"
+        for arm in memory.variants
+    )
+    console.print(f"from the lake with SQL (`homefeed experiments report {EXPERIMENT}`), saves "
+                  f"per user (in the simulator): {cells}")  # fmt: skip
+
+
 def _mean_ci(summary: Any) -> str:
     return f"{summary.mean:.2f} [{summary.ci.lo:.2f}, {summary.ci.hi:.2f}]"
 
 
-def _write_config(cfg: Any, data_dir: Path) -> None:
+def _write_config(cfg: Any, data_dir: Path, experiment: Any) -> None:
+    """A config naming the demo's log, lake and experiment, for the commands printed below."""
+    from homefeed.demo.run import EXPERIMENT
+
+    variants = ", ".join(
+        f'{{ name = "{v.name}", weight = {v.weight}, target = "{v.target}" }}'
+        for v in experiment.variants
+    )
     (data_dir / "homefeed.toml").write_text(
-        f'[log.local]\npath = "{cfg.log.local.path}"\n\n[lake]\nuri = "{cfg.lake.uri}"\n',
+        f'[log.local]\npath = "{cfg.log.local.path}"\n\n[lake]\nuri = "{cfg.lake.uri}"\n\n'
+        f"[experiments.definitions.{EXPERIMENT}]\n"
+        f'salt = "{experiment.salt}"\nstart = "{experiment.start.isoformat()}"\n'
+        f'control = "{experiment.control}"\nvariants = [{variants}]\n',
         encoding="utf-8",
     )
 

@@ -123,6 +123,8 @@ def run_ab(
             feeds = _as_feeds(arm_users, lo, pins, sources, sessions[name])
             cols = twins[name].react_batch(feeds)
             strategy.observe(cols)
+            if logger is not None:  # the arm's events, like a service's, through the SDK
+                _log_events(logger, twins[name], cols, feeds.source_names, name)
             seconds[name] += time.perf_counter() - started
             sessions[name] += len(arm_users)
             totals[name].add(cols, pin_topic)
@@ -156,6 +158,13 @@ def _as_feeds(users: np.ndarray, now_ms: int, pins: np.ndarray, sources: np.ndar
         source_names=tuple(names.tolist()) or ("none",),
         sessions=first_session + np.arange(len(users), dtype=np.int64),
     )
+
+
+def _log_events(logger: EventLogger, model: UserModel, cols: EventColumns,
+                sources: tuple[str, ...], arm: str) -> None:  # fmt: skip
+    for event in model.renderer.render(cols.sorted_by_time(), sources, arm,
+                                       lambda session: f"ab-{arm}-{session}"):  # fmt: skip
+        logger.log(event)
 
 
 def _log_exposures(logger: EventLogger, name: str, arm_of: np.ndarray, now_ms: int) -> None:

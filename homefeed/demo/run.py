@@ -20,6 +20,7 @@ from homefeed.experiments import ExperimentConfig
 from homefeed.lake.layout import HOUR_MS
 from homefeed.simulator.run import Simulation
 
+EXPERIMENT = "home_feed_history"
 ARMS = ("chronological", "picked_for_you", "smart_feed", "gbdt", "gbdt_realtime")
 ARM_TITLES = {
     "chronological": "2012 chronological following",
@@ -65,6 +66,8 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     model_version: str = ""
     ab: AbResult | None = None
+    lake_report: Any = None
+    experiment: Any = None
 
 
 Say = Callable[[str], None]
@@ -237,6 +240,8 @@ def run_demo(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
     """The whole demo; ``progress(stage, done, total)`` drives progress bars."""
+    from homefeed.events.sdk import EventLogger
+    from homefeed.log.factory import open_log
     from homefeed.models.lake_data import load_training_data
 
     cfg = configure(config, size, data_dir)
@@ -266,9 +271,28 @@ def run_demo(
     data = load_training_data(cfg, start, start + timedelta(days=size.days))
     strategies = build_strategies(bundle, data)
     ab_start = int(sim.world.end_ms)
-    out.ab = run_ab(
-        sim.model, strategies, demo_experiment(ab_start), start_ms=ab_start,
-        hours=size.ab_hours, on_hour=bar("experiment"),
-    )  # fmt: skip
+    experiment = out.experiment = demo_experiment(ab_start)
+    with open_log(cfg.log) as log, EventLogger(log, partitions=cfg.log.partitions) as logger:
+        out.ab = run_ab(
+            sim.model, strategies, experiment, start_ms=ab_start, hours=size.ab_hours,
+            logger=logger, experiment_name=EXPERIMENT, on_hour=bar("experiment"),
+        )  # fmt: skip
     lap("experiment")
+    persist_all(cfg, say)
+    out.lake_report = lake_report(cfg, experiment)
+    lap("persist + report from the lake")
     return out
+
+
+def lake_report(cfg: HomefeedConfig, experiment: ExperimentConfig) -> Any:
+    """The experiment's report computed from the lake with SQL (exposures and events)."""
+    from homefeed.experiments.analysis import experiment_report
+    from homefeed.experiments.settings import ExperimentsConfig
+    from homefeed.jobs.catalog import register_lake
+    from homefeed.jobs.engines import open_engine
+    from homefeed.lake import open_lake
+
+    experiments = ExperimentsConfig.model_validate({"definitions": {EXPERIMENT: experiment}})
+    with open_engine(cfg.engine) as engine:
+        register_lake(engine, open_lake(cfg.lake))
+        return experiment_report(engine, EXPERIMENT, experiments)

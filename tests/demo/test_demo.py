@@ -23,7 +23,7 @@ def result(tmp_path_factory):
 def test_every_stage_runs_and_reports_where_the_data_went(result):
     out, said = result
     assert list(out.timings) == ["simulate + log", "persist", "jobs", "train + deploy",
-                                 "experiment"]  # fmt: skip
+                                 "experiment", "persist + report from the lake"]  # fmt: skip
     assert out.events > 10_000 and out.model_version == "v0001"
     text = "\n".join(said)
     assert "events.dead_letter" in text and "rows persisted" in text and "promoted" in text
@@ -42,3 +42,14 @@ def test_the_ab_compares_all_five_feeds_on_hashed_arms(result):
     # Feeds that model the user earn more saves than the chronological feed of followees.
     means = {arm: report.summaries["saves"][arm].mean for arm in ARMS}
     assert means["gbdt"] > means["chronological"]
+
+
+def test_the_lake_report_of_the_experiment_agrees_with_the_simulator(result):
+    out, _ = result
+    lake, memory = out.lake_report, out.ab.report
+    assert lake.users == memory.users  # every user exposed, through the SDK, to the lake
+    for metric in ("saves", "clicks", "hides", "impressions"):
+        for arm in ARMS:
+            assert lake.summaries[metric][arm].mean == pytest.approx(
+                memory.summaries[metric][arm].mean
+            ), (metric, arm)
