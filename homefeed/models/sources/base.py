@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from homefeed.models.data import TrainingData
+from homefeed.models.data import IdIndex, TrainingData
 
 NO_PIN = -1  # padding in Candidates.pins
 
@@ -107,3 +107,19 @@ class CandidateSource(ABC):
         source = make_source(spec["name"], **spec["params"])
         source.load_state(path)
         return source
+
+
+def excluded_keys(
+    user_ids: np.ndarray, exclude: dict[int, np.ndarray] | None, pin_ids: np.ndarray
+) -> np.ndarray:
+    """Sorted keys ``row * n_pins + pin index`` of each row's excluded catalogue pins."""
+    if not exclude:
+        return np.empty(0, dtype=np.int64)
+    index = IdIndex(pin_ids)
+    parts = []
+    for row, user in enumerate(user_ids.tolist()):
+        pins = exclude.get(user)
+        if pins is not None and len(pins):
+            idx = index.index(np.asarray(pins, dtype=np.int64))
+            parts.append(row * len(pin_ids) + idx[idx >= 0])
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)

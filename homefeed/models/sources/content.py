@@ -23,7 +23,7 @@ import numpy as np
 from scipy import sparse
 
 from homefeed.models.data import IdIndex, Pins, TrainingData, action_weights
-from homefeed.models.sources.base import Candidates, CandidateSource
+from homefeed.models.sources.base import Candidates, CandidateSource, excluded_keys
 
 DAY_MS = 86_400_000
 INDEX_FILE = "content.faiss"
@@ -134,7 +134,7 @@ class ContentSource(CandidateSource):
             return out
         for start in range(0, len(known), _BATCH_USERS):
             chunk = known[start : start + _BATCH_USERS]
-            banned = _excluded_keys(user_ids[chunk], exclude, self.pin_ids)
+            banned = excluded_keys(user_ids[chunk], exclude, self.pin_ids)
             self._search_into(out, chunk, self.user_vectors[rows[chunk]], banned, k)
         return out
 
@@ -286,22 +286,6 @@ def _rank_within(groups: np.ndarray) -> np.ndarray:
     return np.arange(len(groups)) - np.maximum.accumulate(
         np.where(starts, np.arange(len(groups)), 0)
     )
-
-
-def _excluded_keys(
-    user_ids: np.ndarray, exclude: dict[int, np.ndarray] | None, pin_ids: np.ndarray
-) -> np.ndarray:
-    """Sorted keys ``row * n_pins + pin index`` of each row's excluded catalogue pins."""
-    if not exclude:
-        return np.empty(0, dtype=np.int64)
-    index = IdIndex(pin_ids)
-    parts = []
-    for row, user in enumerate(user_ids.tolist()):
-        pins = exclude.get(user)
-        if pins is not None and len(pins):
-            idx = index.index(np.asarray(pins, dtype=np.int64))
-            parts.append(row * len(pin_ids) + idx[idx >= 0])
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
 def _require(

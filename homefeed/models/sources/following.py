@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from homefeed.models.data import BOARD, USER, Action, IdIndex, TrainingData
-from homefeed.models.sources.base import Candidates, CandidateSource
+from homefeed.models.sources.base import Candidates, CandidateSource, excluded_keys
 
 DAY_MS = 86_400_000
 STATE_FILE = "following.npz"
@@ -76,7 +76,7 @@ class FollowingSource(CandidateSource):
         for start in range(0, len(known), _BATCH_USERS):
             chunk = known[start : start + _BATCH_USERS]
             scores = (self._follow[rows[chunk]] @ self._actor_pins).tocoo()
-            banned = _excluded_keys(user_ids[chunk], exclude, self._pin_ids)
+            banned = excluded_keys(user_ids[chunk], exclude, self._pin_ids)
             _fill_top_k(out, chunk, scores, banned, self._pin_ids, k)
         return out
 
@@ -240,22 +240,6 @@ def _follow_matrix(data: TrainingData, actors: _Actors) -> tuple[IdIndex, sparse
     )
     matrix.data[:] = 1.0  # a duplicated follow row still counts once
     return followers, matrix
-
-
-def _excluded_keys(
-    user_ids: np.ndarray, exclude: dict[int, np.ndarray] | None, pin_ids: np.ndarray
-) -> np.ndarray:
-    """Sorted keys ``row * n_pins + pin index`` of each row's excluded catalogue pins."""
-    if not exclude:
-        return np.empty(0, dtype=np.int64)
-    index = IdIndex(pin_ids)
-    parts = []
-    for row, user in enumerate(user_ids.tolist()):
-        pins = exclude.get(user)
-        if pins is not None and len(pins):
-            idx = index.index(np.asarray(pins, dtype=np.int64))
-            parts.append(row * len(pin_ids) + idx[idx >= 0])
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
 def _fill_top_k(

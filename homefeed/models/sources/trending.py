@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from homefeed.models.data import Action, IdIndex, TrainingData
-from homefeed.models.sources.base import Candidates, CandidateSource
+from homefeed.models.data import Action, TrainingData
+from homefeed.models.sources.base import Candidates, CandidateSource, excluded_keys
 
 HOUR_MS = 3_600_000
 STATE_FILE = "trending.npz"
@@ -116,7 +116,7 @@ class TrendingSource(CandidateSource):
         n_explore = round(self.explore_share * k)
         for start in range(0, len(user_ids), _BATCH_USERS):
             rows = np.arange(start, min(start + _BATCH_USERS, len(user_ids)))
-            banned = _excluded_keys(user_ids[rows], exclude, self._pin_ids)
+            banned = excluded_keys(user_ids[rows], exclude, self._pin_ids)
             picks = self._pick(len(rows), k, n_explore, banned)
             _fill_ranked(out, rows, *picks, self._pin_ids)
         return out
@@ -268,22 +268,6 @@ def _fill_ranked(
     rank = np.arange(len(row)) - np.maximum.accumulate(np.where(starts, np.arange(len(row)), 0))
     out.pins[out_rows[row], rank] = pin_ids[pin]
     out.scores[out_rows[row], rank] = score
-
-
-def _excluded_keys(
-    user_ids: np.ndarray, exclude: dict[int, np.ndarray] | None, pin_ids: np.ndarray
-) -> np.ndarray:
-    """Sorted keys ``row * n_pins + pin index`` of each row's excluded catalogue pins."""
-    if not exclude:
-        return np.empty(0, dtype=np.int64)
-    index = IdIndex(pin_ids)
-    parts = []
-    for row, user in enumerate(user_ids.tolist()):
-        pins = exclude.get(user)
-        if pins is not None and len(pins):
-            idx = index.index(np.asarray(pins, dtype=np.int64))
-            parts.append(row * len(pin_ids) + idx[idx >= 0])
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
 def _require(
