@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from homefeed.experiments.settings import ExperimentsConfig
+from homefeed.section import Section
 from homefeed.serving.settings import ServingConfig
 
 ENV_PREFIX = "HOMEFEED_"
@@ -23,10 +24,6 @@ DEFAULT_FILE = "homefeed.toml"
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names source, key and reason."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class LocalLogConfig(Section):

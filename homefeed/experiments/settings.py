@@ -22,7 +22,9 @@ import re
 from datetime import datetime
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from homefeed.section import Section
 
 # The per-user counts the lake can give (one event table each); reports choose among them.
 METRICS = ("impressions", "closeups", "clicks", "saves", "hides")
@@ -30,11 +32,6 @@ METRICS = ("impressions", "closeups", "clicks", "saves", "hides")
 DAILY_METRICS = (*METRICS, "click_rate", "save_rate", "hide_rate", "closeup_rate")
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 
-
-class Section(BaseModel):
-    # homefeed.config.Section's rules, redeclared: config.py imports this module to mount
-    # [experiments], so importing config here would be a cycle.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class VariantConfig(Section):

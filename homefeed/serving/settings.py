@@ -8,16 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from homefeed.section import Section
 from homefeed.serving.api.settings import FeedServiceConfig
 from homefeed.serving.deploy.settings import DeployConfig
-
-
-class Section(BaseModel):
-    # The same rules as homefeed.config.Section, redeclared so that config.py can import this
-    # module without an import cycle.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class OnlineStoreConfig(Section):

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Section(BaseModel):
-    # homefeed.config.Section's rules, redeclared: config.py imports this module, so importing
-    # config here would be a cycle.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from homefeed.section import Section
 
 
 def _default_quotas() -> dict[str, float]:

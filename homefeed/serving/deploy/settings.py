@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Section(BaseModel):
-    # homefeed.config.Section's rules, redeclared: config.py may import this module.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from homefeed.section import Section
 
 
 class DeployConfig(Section):
