@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -48,6 +51,8 @@ class RateResult:
     sent: int = 0
     late_start_ms: float = 0.0  # worst lag of the generator behind the schedule
     wall_s: float = 0.0
+    server_cpu_s: float = 0.0  # the server process's user + system CPU during the rate
+    client_cpu_s: float = 0.0  # the load generator's
 
 
 def main() -> None:
@@ -55,14 +60,27 @@ def main() -> None:
     world = {"users": args.users, "pins": args.pins, "days": args.days, "seed": args.seed}
     bundle = args.bundle or _train(world, args.sources, args.save_bundle)
     users = _users(world)
-    with tempfile.TemporaryDirectory() as tmp, _server(bundle, world, Path(tmp)) as base:
-        results = asyncio.run(_drive(base, users, args))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _server(bundle, world, Path(tmp), args.cache_ttl) as server,
+    ):
+        base = server.base
+        results = _run_loop(_drive(server, users, args))
         pool, stages = _server_stats(base)
     _report(results, pool, args)
     print(
         "server mean ms per first-page stage (all rates): "
         + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
     )
+
+
+def _run_loop(main: Coroutine[Any, Any, list[RateResult]]) -> list[RateResult]:
+    """uvloop when installed (it is a dependency of the server): a cheaper generator."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _parse() -> argparse.Namespace:
@@ -78,7 +96,19 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=15.0, help="seconds per rate")
     ap.add_argument("--max-requests", type=int, default=20_000, help="per rate")
     ap.add_argument("--next-share", type=float, default=0.3, help="share of next-page requests")
-    ap.add_argument("--connections", type=int, default=64, help="client connection pool")
+    ap.add_argument("--connections", type=int, default=32, help="client connection pool")
+    ap.add_argument(
+        "--no-warm",
+        dest="warm",
+        action="store_false",
+        help="skip the first page per user before measuring (cold candidate cache)",
+    )
+    ap.add_argument(
+        "--cache-ttl",
+        type=float,
+        default=None,
+        help="server's candidate_cache_ttl_s (default: the config's; 0 disables)",
+    )
     args = ap.parse_args()
     if not 0 <= args.next_share < 1:
         ap.error(f"--next-share = {args.next_share}: must be in [0, 1)")
@@ -111,14 +141,18 @@ def _users(world: dict[str, float]) -> np.ndarray:
 class _server:
     """``homefeed serve`` on a free loopback port; the base URL once /healthz answers."""
 
-    def __init__(self, bundle: Path, world: dict[str, float], tmp: Path) -> None:
-        self.bundle, self.world, self.tmp = bundle, world, tmp
+    def __init__(
+        self, bundle: Path, world: dict[str, float], tmp: Path, cache_ttl: float | None
+    ) -> None:
+        self.bundle, self.world, self.tmp, self.cache_ttl = bundle, world, tmp, cache_ttl
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> str:
+    def __enter__(self) -> _server:
         port = _free_port()
         env = dict(os.environ)
         env.update({f"HOMEFEED_SIMULATOR_{k.upper()}": str(v) for k, v in self.world.items()})
+        if self.cache_ttl is not None:
+            env["HOMEFEED_SERVING_API_CANDIDATE_CACHE_TTL_S"] = str(self.cache_ttl)
         cmd = [
             str(ROOT / ".venv/bin/homefeed"),
             "serve",
@@ -134,7 +168,14 @@ class _server:
         self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=env, stdout=self.log, stderr=self.log)
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, self.proc, self.tmp / "server.log")
-        return base
+        self.base = base
+        return self
+
+    def cpu_s(self) -> float:
+        """The server's CPU seconds so far (user + system, from /proc)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -167,36 +208,81 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     sys.exit(f"homefeed serve not ready after {READY_TIMEOUT_S:.0f} s")
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: GET and read a Content-Length body, nothing else.
+
+    httpx costs about a millisecond of CPU per request, which on a machine whose two cores
+    also run the server is the generator, not the server, being measured.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        at = head.lower().find(b"content-length:")
+        if at < 0:
+            raise ConnectionError(f"response without Content-Length: {head[:200]!r}")
+        length = int(head[at + 15 : head.index(b"\r\n", at)])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 @dataclass
 class _Load:
-    """What every request of a run shares."""
+    """What every request of a run shares: a pool of connections and the users."""
 
-    client: httpx.AsyncClient
+    pool: asyncio.Queue[_Connection]
     users: np.ndarray
     next_share: float
-    # httpcore's pool rescans its waiting requests on every release: thousands queued in it
-    # make the generator, not the server, the bottleneck. Requests beyond the pool wait on
-    # this semaphore instead; the wait still counts, as latency runs from the due time.
-    in_flight: asyncio.Semaphore
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     cursors: list[tuple[int, str]] = field(default_factory=list)  # (user, next page cursor)
 
 
-async def _drive(base: str, users: np.ndarray, args: argparse.Namespace) -> list[RateResult]:
-    n = args.connections
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
-        load = _Load(client, users, args.next_share, asyncio.Semaphore(n))
-        await _run_rate(load, RateResult(0), 100, WARMUP_REQUESTS)
-        results = []
-        for rate in [int(r) for r in args.rates.split(",")]:
-            result = RateResult(rate)
-            await _run_rate(load, result, rate, min(args.max_requests, int(rate * args.duration)))
-            results.append(result)
-            errors = result.errors or "no errors"
-            print(f"  {rate} req/s done: {len(result.latencies_ms)} ok, {errors}")
-        return results
+async def _drive(server: _server, users: np.ndarray, args: argparse.Namespace) -> list[RateResult]:
+    host, port = server.base.removeprefix("http://").split(":")
+    pool: asyncio.Queue[_Connection] = asyncio.Queue()
+    for _ in range(args.connections):
+        pool.put_nowait(_Connection(host, int(port)))
+    load = _Load(pool, users, args.next_share)
+    await _warm(load, args)
+    results = []
+    for rate in [int(r) for r in args.rates.split(",")]:
+        result = RateResult(rate)
+        server_cpu, client_cpu = server.cpu_s(), time.process_time()
+        await _run_rate(load, result, rate, min(args.max_requests, int(rate * args.duration)))
+        result.server_cpu_s = server.cpu_s() - server_cpu
+        result.client_cpu_s = time.process_time() - client_cpu
+        results.append(result)
+        errors = result.errors or "no errors"
+        print(f"  {rate} req/s done: {len(result.latencies_ms)} ok, {errors}")
+    return results
+
+
+async def _warm(load: _Load, args: argparse.Namespace) -> None:
+    """One first page per user (the steady state: candidates cached by an earlier session)."""
+    users = load.users if args.warm else load.users[:0]
+    t = time.perf_counter()
+    out = RateResult(0)
+    for start in range(0, len(users), 50):
+        batch = users[start : start + 50]
+        now = asyncio.get_running_loop().time()
+        await asyncio.gather(*[_one(load, int(u), None, now, out) for u in batch])
+    await _run_rate(load, out, 100, WARMUP_REQUESTS)
+    load.cursors.clear()
+    print(f"warm-up: {out.sent + len(users)} requests in {time.perf_counter() - t:.0f} s, "
+          f"errors {out.errors or 'none'}")  # fmt: skip
 
 
 async def _run_rate(load: _Load, out: RateResult, rate: int, n: int) -> None:
@@ -220,29 +306,34 @@ async def _run_rate(load: _Load, out: RateResult, rate: int, n: int) -> None:
 
 
 async def _one(load: _Load, user: int, cursor: str | None, due: float, out: RateResult) -> None:
-    params: dict[str, str | int] = {"limit": 25}
-    if cursor is not None:
-        params["cursor"] = cursor
+    path = f"/v1/users/{user}/feed?limit=25" + (f"&cursor={cursor}" if cursor else "")
+    conn: _Connection | None = None
     try:
-        # The deadline runs from the due time: a request still queued behind the pool after
+        # The deadline runs from the due time: a request still waiting for a connection after
         # REQUEST_TIMEOUT_S is an error, which also bounds how long an overloaded rate lasts.
-        async with asyncio.timeout_at(due + REQUEST_TIMEOUT_S), load.in_flight:
-            r = await load.client.get(f"/v1/users/{user}/feed", params=params)
-    except (httpx.HTTPError, TimeoutError) as e:
+        async with asyncio.timeout_at(due + REQUEST_TIMEOUT_S):
+            conn = await load.pool.get()
+            status, body = await conn.get(path)
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as e:
+        if conn is not None:
+            conn.close()  # mid-response: the connection's state is unknown
         out.errors[type(e).__name__] = out.errors.get(type(e).__name__, 0) + 1
         return
+    finally:
+        if conn is not None:
+            load.pool.put_nowait(conn)
     ms = (asyncio.get_running_loop().time() - due) * 1000
-    if r.status_code != 200:
-        out.errors[str(r.status_code)] = out.errors.get(str(r.status_code), 0) + 1
+    if status != 200:
+        out.errors[str(status)] = out.errors.get(str(status), 0) + 1
         return
-    body = r.json()
-    if cursor is None and len(body["items"]) != 25:
+    page = json.loads(body)
+    if cursor is None and len(page["items"]) != 25:
         out.errors["short_page"] = out.errors.get("short_page", 0) + 1
         return
     out.latencies_ms.append(ms)
     (out.next_ms if cursor else out.first_ms).append(ms)
-    if body.get("next_cursor") and len(load.cursors) < 10_000:
-        load.cursors.append((user, body["next_cursor"]))
+    if page.get("next_cursor") and len(load.cursors) < 10_000:
+        load.cursors.append((user, page["next_cursor"]))
 
 
 def _server_stats(base: str) -> tuple[float, dict[str, float]]:
@@ -282,7 +373,8 @@ def _report(results: list[RateResult], pool: float, args: argparse.Namespace) ->
     print(f"NOTE: load generator and server share this machine's {os.cpu_count()} cores\n")
     head = (
         f"{'rate/s':>7} {'sent':>6} {'ok':>6} {'errors':>7} {'achieved/s':>10} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'first p50':>9} {'first p99':>9} {'next p99':>8} {'gen lag ms':>10}"
+        f"{'p99 ms':>8} {'first p50':>9} {'first p99':>9} {'next p99':>8} {'gen lag ms':>10} "
+        f"{'CPU ms/req: server':>18} {'client':>6}"
     )
     print(head)
     for r in results:
@@ -291,7 +383,9 @@ def _report(results: list[RateResult], pool: float, args: argparse.Namespace) ->
         print(
             f"{r.rate:>7} {r.sent:>6} {len(r.latencies_ms):>6} {errors:>7} {achieved:>10.1f} "
             f"{_pct(r.latencies_ms, 50)} {_pct(r.latencies_ms, 99)} {_pct(r.first_ms, 50):>9} "
-            f"{_pct(r.first_ms, 99):>9} {_pct(r.next_ms, 99)} {r.late_start_ms:>10.1f}"
+            f"{_pct(r.first_ms, 99):>9} {_pct(r.next_ms, 99)} {r.late_start_ms:>10.1f} "
+            f"{1000 * r.server_cpu_s / max(r.sent, 1):>18.2f} "
+            f"{1000 * r.client_cpu_s / max(r.sent, 1):>6.2f}"
         )
 
 

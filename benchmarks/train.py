@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/train.py --events 1000000
     .venv/bin/python benchmarks/train.py --events 1000000,10000000
     .venv/bin/python benchmarks/train.py --events 1000000 --workdir /tmp/lakes  # reuse lakes
+    .venv/bin/python benchmarks/train.py --ranker '{"negative_rate": 1, "max_rows": null}'
 
 For each size a lake is built through the real pipeline exactly as benchmarks/jobs.py does
 (simulator -> SDK -> embedded log -> persister, 2.5 simulated days), then the jobs the
@@ -11,8 +12,10 @@ previous-day inputs of day 2's examples), ``pin_board_edges`` of both days and d
 ``training_examples`` (6 h label window: the lake ends 12 h into day 3). Then, in a fresh
 process, ``homefeed train``'s work (``retrain``): load days 1-2 from the lake, load day 2's
 ranker examples, fit every source on the data before day 2 and train the ranker on day 2's
-impressions, refit the sources on both days, save the bundle and register it in the lake.
-Peak RSS is sampled over that process. The target (issue): a full retrain on 10M events
+impressions (sampled: ``models.ranker.negative_rate`` and ``max_rows``, overridable with
+``--ranker``), refit the sources on both days, save the bundle and register it in the lake.
+Peak RSS is sampled over that process; the ranker's held-out AUC per head and its row sample
+are read back from the registered bundle. The target (issue): a full retrain on 10M events
 in at most 5 minutes.
 """
 
@@ -67,28 +70,38 @@ def run_jobs(lake_dir: Path) -> float:
     return time.perf_counter() - started
 
 
-def train(lake_dir: str, out: Any) -> None:
+def train(lake_dir: str, ranker: dict[str, Any], out: Any) -> None:
     """In its own process, so peak RSS is the training's alone."""
     from homefeed.cli.models import retrain
     from homefeed.config import HomefeedConfig
+    from homefeed.lake.local import LocalLake
 
     peak = _jobs_benchmark()._sample_peak_rss()
-    config = HomefeedConfig.model_validate({"lake": {"uri": lake_dir}})
+    config = HomefeedConfig.model_validate(
+        {"lake": {"uri": lake_dir}, "models": {"ranker": ranker}}
+    )
     started = time.perf_counter()
     result = retrain(config, DAY1, DAY2)
     total = time.perf_counter() - started
+    # The ranker's held-out AUC per head and its row sampling, from the registered bundle.
+    version = f"models/{config.models.name}/{result.version}"
+    lake = LocalLake(lake_dir)
+    report = json.loads(lake.get_bytes(f"{version}/ranker/ranker.json"))["report"]
+    bundle = json.loads(lake.get_bytes(f"{version}/bundle.json"))
     out.put({"timings": result.timings, "total_s": total, "peak_mb": peak(),
-             "metrics": result.metrics})  # fmt: skip
+             "metrics": result.metrics,
+             "auc": {head: r["holdout_auc"] for head, r in report.items()},
+             "sampling": bundle["metadata"]["timings"].get("ranker_sampling", {})})  # fmt: skip
 
 
-def measure(events: int, workdir: Path | None) -> dict[str, Any]:
+def measure(events: int, workdir: Path | None, ranker: dict[str, Any]) -> dict[str, Any]:
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="hf-train-") as tmp:
-            return measure_in(Path(tmp), events)
-    return measure_in(workdir / str(events), events)
+            return measure_in(Path(tmp), events, ranker)
+    return measure_in(workdir / str(events), events, ranker)
 
 
-def measure_in(root: Path, events: int) -> dict[str, Any]:
+def measure_in(root: Path, events: int, ranker: dict[str, Any]) -> dict[str, Any]:
     """Build the lake under ``root`` (unless a previous run with --workdir left one), train."""
     done = root / "built.json"
     if done.exists():
@@ -102,7 +115,7 @@ def measure_in(root: Path, events: int) -> dict[str, Any]:
     _delete_models(root / "lake")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=train, args=(str(root / "lake"), queue))
+    proc = ctx.Process(target=train, args=(str(root / "lake"), ranker, queue))
     proc.start()
     result = queue.get(timeout=3600)
     proc.join()
@@ -124,6 +137,9 @@ def report(results: list[dict[str, Any]]) -> None:
     rows.append(["peak RSS (MB)", *(f"{r['peak_mb']:.0f}" for r in results)])
     for key in ("engagements", "users", "pins", "ranker_examples"):
         rows.append([key, *(f"{r['metrics'].get(key, 0):,}" for r in results)])
+    rows.append(["ranker rows (users kept / all)", *(_sampled(r["sampling"]) for r in results)])
+    for head in ("click", "save", "hide"):
+        rows.append([f"held-out AUC {head}", *(_auc(r["auc"].get(head)) for r in results)])
     rows.append(["(jobs before training)", *(_s(r["jobs_s"]) for r in results)])
     print()
     print(" | ".join(header))
@@ -141,6 +157,16 @@ def _s(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds:.2f}"
 
 
+def _sampled(sampling: dict[str, Any]) -> str:
+    if not sampling:
+        return ""
+    return f"{sampling['rows']:,} ({sampling['users_kept']:,} / {sampling['users']:,})"
+
+
+def _auc(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -149,10 +175,14 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="keep the lakes here and reuse them in later runs"
     )
+    parser.add_argument(
+        "--ranker", type=json.loads, default={},
+        help='RankerConfig overrides as JSON, e.g. \'{"negative_rate": 1, "max_rows": null}\'',
+    )  # fmt: skip
     args = parser.parse_args()
     results = []
     for events in (int(e) for e in args.events.split(",")):
-        results.append(measure(events, args.workdir))
+        results.append(measure(events, args.workdir, args.ranker))
         print(f"  retrain: {results[-1]['total_s']:.1f} s", flush=True)
     report(results)
 

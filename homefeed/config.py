@@ -114,10 +114,19 @@ class SimulatorConfig(Section):
     start: str = Field("2026-11-01T00:00:00Z", description="Simulated time of day 0 (UTC).")
 
 
+_SIZE = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"  # DuckDB's size syntax
+
+
 class DuckDBConfig(Section):
-    memory_limit: str = Field("3GB", description="DuckDB memory limit; larger work spills to disk.")
+    memory_limit: str = Field(
+        "3GB", pattern=_SIZE, description="DuckDB memory limit; larger work spills to disk."
+    )
     threads: int | None = Field(None, ge=1, description="Threads; None means all cores.")
     temp_directory: str | None = Field(None, description="Spill directory; None: DuckDB's default.")
+    max_temp_directory_size: str | None = Field(
+        "20GB", pattern=_SIZE, description="Most a query may spill; past it the query fails "
+        "instead of filling a shared disk (None: DuckDB's default, 90% of the free space).",
+    )  # fmt: skip
 
 
 class SparkConfig(Section):
@@ -175,6 +184,28 @@ class RankerConfig(Section):
         "isotonic", description="How raw head scores become probabilities."
     )
     seed: int = Field(42, description="Seed of sampling and LightGBM.")
+    negative_rate: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Lake mode: share of impressions without any label (no click, save or hide) "
+        "kept as ranker rows; every labelled impression is kept. Kept unlabelled rows weigh "
+        "1 / rate in training and calibration, so probabilities stay calibrated (negative "
+        "downsampling, He et al. 2014). 1 keeps them all.",
+    )
+    max_rows: int | None = Field(
+        100_000,
+        ge=1000,
+        description="Lake mode: at most this many ranker rows after negative sampling, by "
+        "sampling whole users (a user's rows stay together; feature cost follows users: "
+        "each one's candidates are retrieved from every source). None: no cap.",
+    )
+    num_threads: int = Field(
+        1,
+        ge=1,
+        description="LightGBM threads while training (scoring always uses one). More than the "
+        "idle cores is much slower, not faster: OpenMP threads spin waiting for each other.",
+    )
 
 
 class ModelsConfig(Section):

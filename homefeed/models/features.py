@@ -29,6 +29,7 @@ FEATURE_VERSION = 1
 DAY_MS = 86_400_000
 AFFINITY_HALF_LIFE_DAYS = 7.0  # older engagement says less about today's interests
 RECENT_PINS = 10  # a user's latest positive pins used for co-engagement
+FEW_USERS = 8  # batches of at most this many users take the per-user co-engagement path
 COENGAGEMENT_NEIGHBOURS = 50  # kept per pin, bounds the neighbour matrix to pins x 50
 COENGAGEMENT_HISTORY = 50  # latest positives per user counted in co-engagement
 PRIOR_STRENGTH = 20.0  # pseudo-impressions of Bayesian smoothing of pin rates
@@ -578,6 +579,9 @@ def _user_columns(ctx: FeatureContext, u: np.ndarray) -> dict[str, np.ndarray]:
 
 def _coengagement(ctx: FeatureContext, u: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Sum of the pin's neighbour weights over the user's recent pins (0 when none)."""
+    users = np.unique(u)
+    if len(users) <= FEW_USERS:
+        return _coengagement_by_user(ctx, users, u, p)
     recent = ctx.user_recent_pins[np.maximum(u, 0)] if len(ctx.users) else np.full(
         (len(u), RECENT_PINS), -1)  # fmt: skip
     r = ctx.pin_index.index(recent)
@@ -591,6 +595,33 @@ def _coengagement(ctx: FeatureContext, u: np.ndarray, p: np.ndarray) -> np.ndarr
         pos = np.searchsorted(keys, query).clip(0, len(keys) - 1)
         hit = keys[pos] == query
         np.add.at(out, rows[hit], ctx.neighbour_weights[pos[hit]])
+    return out
+
+
+def _coengagement_by_user(
+    ctx: FeatureContext, users: np.ndarray, u: np.ndarray, p: np.ndarray
+) -> np.ndarray:
+    """``_coengagement`` for few users (a serving request has one): each user's recent pins'
+    neighbour lists summed once, then the candidates looked up in that short list, instead
+    of one lookup per (candidate, recent pin) in every edge of the graph."""
+    out = np.zeros(len(u), dtype=np.float64)
+    indptr = ctx.neighbour_indptr
+    for user in users[users >= 0].tolist():
+        recent = ctx.user_recent_pins[user]
+        r = ctx.pin_index.index(recent[recent >= 0])
+        r = r[r >= 0]
+        lengths = indptr[r + 1] - indptr[r]
+        if not lengths.sum():
+            continue
+        edge = np.repeat(indptr[r] - np.cumsum(lengths) + lengths, lengths) + np.arange(
+            lengths.sum()
+        )
+        dst, inverse = np.unique(ctx.neighbour_indices[edge], return_inverse=True)
+        weight = np.bincount(inverse, ctx.neighbour_weights[edge].astype(np.float64))
+        rows = np.flatnonzero((u == user) & (p >= 0))
+        pos = np.searchsorted(dst, p[rows]).clip(0, len(dst) - 1)
+        hit = dst[pos] == p[rows]
+        out[rows[hit]] = weight[pos[hit]]
     return out
 
 

@@ -4,7 +4,10 @@ Two ways to get ranker examples:
 
 * **lake mode** (``examples`` given: impressions with labels from the lake's
   ``training_examples`` table): sources and features are fitted on the engagements strictly
-  before the earliest example, so no example is explained by its own future;
+  before the earliest example, so no example is explained by its own future. The ranker
+  trains on a sample of the examples (``sample_examples``: unlabelled impressions downsampled
+  and weighted, then at most ``max_rows`` rows of whole users), which bounds feature building
+  and LightGBM at any lake size;
 * **ratings mode** (no impressions, e.g. imported ratings): each user's engagements are split
   into a fit part (80%) and a label part (20%); sources fit on the fit part, and their
   candidates are labelled by the label part, plus sampled unengaged catalogue pins.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +67,60 @@ class RankerExamples:
 
     def labels(self) -> dict[str, np.ndarray]:
         return {"click": self.label_click, "save": self.label_save, "hide": self.label_hide}
+
+    def labelled(self) -> np.ndarray:
+        """True for rows with any label (clicked, saved or hidden)."""
+        return np.asarray((self.label_click > 0) | (self.label_save > 0) | (self.label_hide > 0))
+
+    def take(self, index: np.ndarray) -> RankerExamples:
+        return RankerExamples(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class SampledExamples:
+    """The ranker's rows after sampling, and the weight each stands for."""
+
+    examples: RankerExamples
+    index: np.ndarray  # int64: the positions of ``examples`` in the unsampled examples
+    weights: np.ndarray  # float64: 1 for labelled rows, 1 / negative_rate for the others
+    users_kept: int
+    users_total: int
+
+
+def sample_examples(examples: RankerExamples, config: RankerConfig) -> SampledExamples:
+    """Negative downsampling, then at most ``config.max_rows`` rows by whole users.
+
+    Every labelled impression is kept; an unlabelled one with probability ``negative_rate``
+    and weight ``1 / negative_rate`` (inverse inclusion probability, so a weighted model and
+    its calibration estimate the unsampled probabilities). The row cap then keeps a random set
+    of whole users, which changes no row's inclusion odds relative to another's, so it needs
+    no weight; it bounds feature cost, which follows the users whose candidates are gathered.
+    """
+    rng = np.random.default_rng([config.seed, 17])
+    labelled = examples.labelled()
+    keep = labelled | (rng.random(len(examples)) < config.negative_rate)
+    users, inverse = np.unique(examples.user_id[keep], return_inverse=True)
+    chosen = _users_within(np.bincount(inverse, minlength=len(users)), config.max_rows, rng)
+    index = np.flatnonzero(keep)[chosen[inverse]]
+    weights = np.where(labelled[index], 1.0, 1.0 / config.negative_rate)
+    all_users = len(np.unique(examples.user_id))
+    return SampledExamples(examples.take(index), index, weights, int(chosen.sum()), all_users)
+
+
+def _users_within(rows_per_user: np.ndarray, max_rows: int | None, rng: np.random.Generator
+                  ) -> np.ndarray:  # fmt: skip
+    """A random set of users (bool mask) whose rows add up to at most ``max_rows``.
+
+    At least one user is kept, so a cap below one user's rows still trains on something.
+    """
+    if max_rows is None or rows_per_user.sum() <= max_rows:
+        return np.ones(len(rows_per_user), dtype=bool)
+    order = rng.permutation(len(rows_per_user))
+    fits = np.cumsum(rows_per_user[order]) <= max_rows
+    fits[0] = True
+    chosen = np.zeros(len(rows_per_user), dtype=bool)
+    chosen[order[fits]] = True
+    return chosen
 
 
 def data_before(data: TrainingData, ms: int) -> TrainingData:
@@ -157,13 +214,20 @@ def _train_lake(
     fit_data = data_before(data, int(np.min(examples.time_ms)))
     sources = enabled_sources(config)
     timings["ranker_sources"] = fit_sources(sources, fit_data, progress)
+    sampled = sample_examples(examples, config.ranker)
+    rows = sampled.examples
+    timings["ranker_sampling"] = {
+        "examples": len(examples), "rows": len(rows), "negative_rate": config.ranker.negative_rate,
+        "users": sampled.users_total, "users_kept": sampled.users_kept,
+    }  # fmt: skip
     start = time.perf_counter()
     context = FeatureContext.build(fit_data)
-    cs = CandidateSet.from_pairs(sources, ks, examples.user_id, examples.pin_id)
-    x, spec = build_features(context, cs, np.asarray(examples.time_ms))
+    cs = CandidateSet.from_pairs(sources, ks, rows.user_id, rows.pin_id)
+    x, spec = build_features(context, cs, np.asarray(rows.time_ms))
     timings["ranker_features"] = time.perf_counter() - start
     timings["ranker_rows"] = len(x)
-    ranker = _fit_ranker(config, x, examples.labels(), examples.user_id, spec, timings, progress)
+    ranker = _fit_ranker(config, x, rows.labels(), rows.user_id, spec, timings, progress,
+                         sampled.weights)  # fmt: skip
     return fit_data, ranker, spec
 
 
@@ -380,4 +444,12 @@ def _no_progress(stage: str, info: dict[str, Any]) -> None:
     log.debug("train_bundle %s %s", stage, info)
 
 
-__all__ = ["RankerExamples", "RatingsSplit", "data_before", "enabled_sources", "train_bundle"]
+__all__ = [
+    "RankerExamples",
+    "RatingsSplit",
+    "SampledExamples",
+    "data_before",
+    "enabled_sources",
+    "sample_examples",
+    "train_bundle",
+]

@@ -29,7 +29,7 @@ MIN_CLASS_ROWS = 10  # fewer positive (or negative) rows: the head is skipped, n
 MIN_HOLDOUT_POSITIVES = 5  # fewer than this: calibrate on training rows, no early stopping
 EARLY_STOPPING_ROUNDS = 30
 CALIBRATION_BINS = 1000  # quantile bins before pool-adjacent-violators
-NUM_THREADS = 1
+NUM_THREADS = 1  # scoring: a serving request is small; training uses config.num_threads
 
 
 def holdout_mask(user_ids: np.ndarray, share: float = HOLDOUT_SHARE) -> np.ndarray:
@@ -138,6 +138,7 @@ class Ranker:
         self.config = config
         self.feature_names = tuple(feature_names)
         self.boosters: dict[str, lgb.Booster] = {}
+        self._compiled: dict[str, Callable[[np.ndarray], np.ndarray]] = {}  # see compile()
         self.calibrations: dict[str, Calibration] = {}
         self.skipped: dict[str, str] = {}  # head -> why
         self.report: dict[str, dict[str, Any]] = {}  # head -> iterations, held-out AUC, ...
@@ -147,7 +148,7 @@ class Ranker:
         return {
             "objective": "binary", "num_leaves": c.num_leaves, "learning_rate": c.learning_rate,
             "min_data_in_leaf": c.min_data_in_leaf, "seed": c.seed, "deterministic": True,
-            "force_row_wise": True, "num_threads": NUM_THREADS, "verbosity": -1,
+            "force_row_wise": True, "num_threads": c.num_threads, "verbosity": -1,
             "feature_pre_filter": False,
         }  # fmt: skip
 
@@ -196,7 +197,9 @@ class Ranker:
         train = ~held if use_holdout else np.ones(len(y), dtype=bool)
         booster = self._train(x, y, w, train, held if use_holdout else None)
         calib_rows = held if use_holdout else train
-        raw = np.asarray(booster.predict(x[calib_rows], raw_score=True, num_threads=NUM_THREADS))
+        raw = np.asarray(
+            booster.predict(x[calib_rows], raw_score=True, num_threads=self.config.num_threads)
+        )
         self.boosters[head] = booster
         self.calibrations[head] = Calibration.fit(
             self.config.calibration, raw, y[calib_rows], w[calib_rows]
@@ -245,12 +248,21 @@ class Ranker:
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Calibrated probability of each trained head (skipped heads are absent)."""
         x = self._check(x)
-        return {
-            head: self.calibrations[head].apply(
-                np.asarray(self.boosters[head].predict(x, raw_score=True, num_threads=NUM_THREADS))
-            )
-            for head in self.heads
-        }
+        return {head: self.calibrations[head].apply(self._raw(head, x)) for head in self.heads}
+
+    def compile(self, cache_dir: Path | None = None) -> tuple[str, ...]:
+        """Score with native-code heads from now on (see ``compiled.py``); the heads compiled."""
+        from homefeed.models.compiled import compile_head
+
+        fast = {head: compile_head(self.boosters[head], cache_dir) for head in self.heads}
+        self._compiled = {head: f for head, f in fast.items() if f is not None}
+        return tuple(self._compiled)
+
+    def _raw(self, head: str, x: np.ndarray) -> np.ndarray:
+        compiled = self._compiled.get(head)
+        if compiled is not None:
+            return compiled(x)
+        return np.asarray(self.boosters[head].predict(x, raw_score=True, num_threads=NUM_THREADS))
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Sum of head weight x calibrated probability; skipped heads count 0."""

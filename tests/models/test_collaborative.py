@@ -288,3 +288,48 @@ def test_k_zero_gives_empty_rows_and_negative_k_is_refused(name):
     assert source.retrieve(np.array([3, 4]), 0).pins.shape == (2, 0)
     with pytest.raises(ValueError, match="k must be"):
         source.retrieve(np.array([3]), -1)
+
+
+def test_cosine_neighbours_match_a_dense_top_k():
+    rng = np.random.default_rng(4)
+    x = sp.csr_matrix((rng.random((60, 40)) < 0.15) * rng.random((60, 40)), dtype=np.float32)
+    got = cosine_neighbours(x, neighbours=5, block=7).toarray()
+    dense = x.toarray().astype(np.float64)
+    norms = np.linalg.norm(dense, axis=0)
+    sims = (dense.T @ dense) / np.outer(norms, norms).clip(1e-12)
+    np.fill_diagonal(sims, 0.0)
+    for pin in range(40):
+        want = np.sort(sims[pin][sims[pin] > 0])[::-1][:5]
+        np.testing.assert_allclose(np.sort(got[pin][got[pin] > 0])[::-1], want, rtol=1e-5)
+
+
+def test_cosine_neighbour_ties_keep_the_lower_pin():
+    # pin 0 is equally similar to pins 1, 2 and 3 (one shared user each)
+    x = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]], dtype=np.float32))
+    sims = cosine_neighbours(x, neighbours=2).toarray()
+    assert np.flatnonzero(sims[0]).tolist() == [1, 2]
+
+
+def test_item_item_fits_on_each_users_latest_pins_only():
+    # user 1 engaged pins 1..6 over six days; with max_user_pins=3 only 4, 5, 6 pair up
+    users = [1] * 6 + [2, 2]
+    pins = [1, 2, 3, 4, 5, 6, 1, 2]
+    times = [AS_OF - (7 - d) * DAY_MS for d in range(1, 7)] + [AS_OF - DAY_MS] * 2
+    data = training_data(users, pins, [Action.SAVE] * 8, times)
+    capped = ItemItemSource(dense_max_items=0, max_user_pins=3)
+    capped.fit(data)
+    b = capped.weights.toarray()
+    pin = {p: i for i, p in enumerate(capped._pins.ids.tolist())}
+    assert b[pin[4], pin[5]] > 0 and b[pin[5], pin[6]] > 0
+    assert b[pin[1], pin[4]] == 0 and b[pin[3], pin[6]] == 0  # user 1's older pins left out
+    assert b[pin[1], pin[2]] > 0  # user 2 (two pins) is under the cap
+    full = ItemItemSource(dense_max_items=0, max_user_pins=None)
+    full.fit(data)
+    assert full.weights.toarray()[pin[1], pin[4]] > 0
+    # scoring still reads all of a user's pins: pin 2 is reached only through user 1's pin 1
+    assert capped.score(np.array([1]), np.array([2]))[0] > 0
+
+
+def test_item_item_rejects_a_bad_max_user_pins():
+    with pytest.raises(ValueError, match="max_user_pins"):
+        ItemItemSource(max_user_pins=0)

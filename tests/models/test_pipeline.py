@@ -214,7 +214,10 @@ def test_lake_mode_fits_only_on_engagements_before_the_examples(data):
     ranker_fits, final_fits = FITTED_ON[: len(CONFIG.sources)], FITTED_ON[len(CONFIG.sources) :]
     assert all(f["max_ms"] < first and f["as_of"] == first for f in ranker_fits)
     assert all(f["as_of"] == data.as_of_ms for f in final_fits)
-    assert meta["timings"]["ranker_rows"] == len(examples)
+    # every labelled example is kept, the unlabelled ones at the configured rate
+    sampling = meta["timings"]["ranker_sampling"]
+    assert meta["timings"]["ranker_rows"] == sampling["rows"] < len(examples)
+    assert sampling["rows"] >= int(examples.labelled().sum())
     assert "click" in bundle.ranker.heads
     got = bundle.recommend(active_users(data, 10), 10)
     assert np.all(got.pins[:, 0] != NO_PIN)

@@ -154,3 +154,22 @@ def test_a_malformed_record_is_counted_and_skipped(
     assert store.user_state([3])[0].recent_pins.tolist() == [4]
     assert sum(consumer.lag().values()) == 0
     consumer.close()
+
+
+def test_a_commit_interval_batches_commits_and_close_commits_the_rest(
+    event_log: LocalLog, sdk: EventLogger, store: OnlineStore
+) -> None:
+    consumer = ReactionConsumer(event_log, store, commit_interval_s=3600.0)
+    consumer.step()  # nothing yet; the first step commits (nothing) and starts the interval
+    sdk.log_many(valid_event("click", user_id=u, pin_id=3) for u in range(6))
+    sdk.flush()
+    while consumer.step():
+        pass
+    assert consumer.stats.applied == 6
+    assert sum(consumer.lag().values()) == 6  # applied, not yet committed
+    consumer.close()
+    again = ReactionConsumer(event_log, store)
+    assert sum(again.lag().values()) == 0  # close committed them
+    again.close()
+    with pytest.raises(ValueError, match="commit_interval_s = -1"):
+        ReactionConsumer(event_log, store, commit_interval_s=-1)

@@ -25,6 +25,8 @@ class DuckDBEngine(Engine):
             self.db.execute(f"SET threads = {int(self.config.threads)}")
         if self.config.temp_directory:
             self.db.execute(f"SET temp_directory = '{self.config.temp_directory}'")
+        if spill := self.config.max_temp_directory_size:
+            self.db.execute(f"SET max_temp_directory_size = '{spill}'")
 
     def register(self, name: str, path: str) -> None:
         glob = f"{path.rstrip('/')}/**/*.parquet"

@@ -40,6 +40,7 @@ from homefeed.log.local.partition import PartitionReader, PartitionWriter
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _FLUSH_BYTES = 4 << 20  # write buffered records once this much is queued
+IDLE_WAIT_S = 0.05  # a consumer with nothing to read looks again after this (other writers)
 
 
 def partition_for(key: bytes | None, partitions: int, counter: int) -> int:
@@ -64,6 +65,25 @@ class LocalLog(EventLog):
         self.root = Path(self.config.path).resolve()
         (self.root / "topics").mkdir(parents=True, exist_ok=True)
         (self.root / "groups").mkdir(parents=True, exist_ok=True)
+        # Appends through this object wake its consumers at once; appends by other processes
+        # are found by the consumers' next read, at most IDLE_WAIT_S later.
+        self._appended = threading.Condition()
+        self._appends = 0
+
+    def notify_appended(self) -> None:
+        with self._appended:
+            self._appends += 1
+            self._appended.notify_all()
+
+    def wait_for_append(self, seen: int, timeout_s: float) -> None:
+        """Sleep until an append through this object after ``seen`` appends, or the timeout."""
+        with self._appended:
+            if self._appends == seen:
+                self._appended.wait(timeout_s)
+
+    @property
+    def appends(self) -> int:
+        return self._appends
 
     def _topic_dir(self, topic: str) -> Path:
         return self.root / "topics" / topic
@@ -168,9 +188,13 @@ class LocalProducer(Producer):
 
     def _write_pending(self) -> None:
         pending, self._pending, self._pending_bytes = self._pending, {}, 0
+        wrote = False
         for (topic, p), records in sorted(pending.items()):
             if records:
                 self._writer(topic, p).append(records)
+                wrote = True
+        if wrote:
+            self._log.notify_appended()
 
     def _writer(self, topic: str, partition: int) -> PartitionWriter:
         writer = self._writers.get((topic, partition))
@@ -230,10 +254,11 @@ class LocalConsumer(Consumer):
     def poll(self, max_records: int = 10_000, timeout_s: float = 1.0) -> list[Record]:
         deadline = time.monotonic() + timeout_s
         while True:
+            seen = self._log.appends
             records = self._read_round(max_records)
             if records or time.monotonic() >= deadline:
                 return records
-            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+            self._log.wait_for_append(seen, min(IDLE_WAIT_S, max(0.0, deadline - time.monotonic())))
 
     def _read_round(self, max_records: int) -> list[Record]:
         """Read from each partition in turn, starting after the one that went first last time."""
@@ -281,6 +306,8 @@ class LocalConsumer(Consumer):
         return out
 
     def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the group lock
             self._lock_fd = -1

@@ -128,6 +128,8 @@ class PartitionReader:
         self.partition = partition
         self.directory = directory
         self._segment: Path | None = None
+        self._fd = -1  # the open segment: a poll costs a pread, not an open
+        self._dir_mtime_ns = -1  # the directory's mtime when it last had no segment
         self._pos = 0
         self.offset = offset
         self.seek(offset)
@@ -145,7 +147,7 @@ class PartitionReader:
             )
             offset = start
         candidates = [s for s in segments if seg.segment_base(s) <= offset]
-        self._segment = candidates[-1] if candidates else (segments[0] if segments else None)
+        self._open(candidates[-1] if candidates else (segments[0] if segments else None))
         self._pos = seg.find_position(self._segment, offset) if self._segment else 0
         self.offset = offset
 
@@ -159,19 +161,40 @@ class PartitionReader:
                 break
         return out
 
-    def _read_segment(self, max_records: int, max_bytes: int) -> list[Record]:
-        if self._segment is None:
-            self._segment = next(iter(seg.list_segments(self.directory)), None)
-            if self._segment is None:
-                return []
+    def close(self) -> None:
+        self._open(None)
+
+    def _open(self, segment: Path | None) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._segment, self._fd = segment, -1
+        if segment is not None:
+            try:
+                self._fd = os.open(segment, os.O_RDONLY)
+            except FileNotFoundError:  # removed by retention: the next read seeks again
+                self._segment = None
+
+    def _first_segment(self) -> bool:
+        """Open the partition's first segment once it has one (empty partitions poll often)."""
         try:
-            with self._segment.open("rb") as f:
-                f.seek(self._pos)
-                # Enough for the records asked for at a generous 2 KiB each, not a whole segment.
-                buf = f.read(min(max_bytes, max(max_records, 16) * 2048))
-        except FileNotFoundError:  # removed by retention under our feet
-            self.seek(self.offset)
+            mtime = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            return False
+        # Unchanged since it had no segment: skip the listing. A recent mtime is listed
+        # anyway, as a file created within the clock's granularity would not change it.
+        if mtime == self._dir_mtime_ns and time.time_ns() - mtime > 1_000_000_000:
+            return False
+        self._dir_mtime_ns = mtime
+        self._open(next(iter(seg.list_segments(self.directory)), None))
+        return self._segment is not None
+
+    def _read_segment(self, max_records: int, max_bytes: int) -> list[Record]:
+        if self._fd < 0 and not self._first_segment():
             return []
+        # A segment retention removed stays readable through our handle: its records are
+        # still the right ones, and _next_segment moves on (or resumes at the oldest kept).
+        # Enough for the records asked for at a generous 2 KiB each, not a whole segment.
+        buf = os.pread(self._fd, min(max_bytes, max(max_records, 16) * 2048), self._pos)
         out, end = seg.decode_records(buf, self.topic, self.partition, max_records)
         if out:
             self._pos += end
@@ -182,8 +205,13 @@ class PartitionReader:
         """Move to the segment that starts at our offset, if the writer rolled to one."""
         following = self.directory / seg.segment_name(self.offset)
         if following.exists() and following != self._segment:
-            self._segment, self._pos = following, 0
-            return True
+            self._open(following)
+            self._pos = 0
+            return self._segment is not None
+        if self._segment is not None and not self._segment.exists():
+            # Retention removed our segment and the one after it: resume at the oldest kept.
+            self.seek(self.offset)
+            return self._segment is not None
         return False
 
 

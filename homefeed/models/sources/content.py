@@ -256,7 +256,12 @@ def _distinct_rows(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     if not len(nonzero):
         empty = np.empty(0, dtype=np.int64)
         return embeddings[:0], np.zeros(1, dtype=np.int64), empty
-    points, inverse = np.unique(embeddings[nonzero], axis=0, return_inverse=True)
+    # Rows as opaque byte strings: np.unique(axis=0) compares them field by field through a
+    # structured view, several times slower (15 s of a 10M-event fit).
+    rows = np.ascontiguousarray(embeddings[nonzero])
+    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
+    points = rows[first]
     order = np.argsort(inverse.ravel(), kind="stable")  # stable: pins ascending per point
     counts = np.bincount(inverse.ravel(), minlength=len(points))
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -70,7 +71,9 @@ class Exclusions:
     seen: np.ndarray = field(default_factory=lambda: EMPTY_I64)
     blocked: np.ndarray = field(default_factory=lambda: EMPTY_I64)
 
+    @cached_property
     def pins(self) -> np.ndarray:
+        """Every excluded pin, sorted and unique (computed once: a request asks twice)."""
         return np.unique(np.concatenate([self.hidden, self.seen, self.blocked]))
 
 

@@ -17,6 +17,7 @@ from homefeed.models.bundle import ModelBundle
 from homefeed.models.data import TrainingData
 from homefeed.models.features import CandidateSet, FeatureContext, build_features
 from homefeed.serving.api.backend import CandidatePool, SimpleBackend
+from homefeed.serving.api.pool_cache import PoolCache
 
 
 class BundleBackend(SimpleBackend):
@@ -27,6 +28,8 @@ class BundleBackend(SimpleBackend):
         *,
         recent_window_hours: float = 24.0,
         model_version: str | None = None,
+        pool_ttl_s: float = 0.0,
+        pool_cache_users: int = 10_000,
     ) -> None:
         version = model_version or str(
             bundle.metadata.get("version") or f"{bundle.config.name}-{bundle.context.as_of_ms}"
@@ -35,8 +38,17 @@ class BundleBackend(SimpleBackend):
             data, {}, recent_window_hours=recent_window_hours, model_version=version[:64]
         )
         self.bundle = bundle
+        self.pools: PoolCache[CandidatePool] = PoolCache(int(pool_ttl_s * 1000), pool_cache_users)
 
     def candidates(self, user_id: int, now_ms: int) -> CandidatePool:
+        pool = self.pools.get(user_id, now_ms)
+        if pool is None:
+            pool = self._retrieve_pool(user_id, now_ms)
+            self.pools.put(user_id, now_ms, pool)
+        return pool
+
+    def _retrieve_pool(self, user_id: int, now_ms: int) -> CandidatePool:
+        """Every source's candidates for the user (the cached part of a first page)."""
         hidden = self.exclusions(user_id, now_ms).hidden
         users = np.array([user_id], dtype=np.int64)
         cs = CandidateSet.gather(self.bundle.sources, self.bundle.ks, users, {user_id: hidden})

@@ -95,6 +95,9 @@ def run_feed_service(cfg: HomefeedConfig, model: ModelBundle, data: TrainingData
     # Per-request products are tiny: waking BLAS thread pools for them costs more than they do.
     threadpool_limits(1)
     config = cfg.serving.api
+    if config.compile_ranker:
+        compiled = model.ranker.compile()
+        console.print(f"ranker heads compiled to native code: {', '.join(compiled) or 'none'}")
     with (
         closing(open_online_store(cfg.serving.online)) as store,
         open_log(cfg.log) as event_log,
@@ -108,7 +111,10 @@ def run_feed_service(cfg: HomefeedConfig, model: ModelBundle, data: TrainingData
         ) as logger,
         ReactionThread(event_log, store, data.pins, partitions=cfg.log.partitions),
     ):
-        backend = OnlineBackend(model, data, store, recent_window_hours=config.recent_window_hours)
+        backend = OnlineBackend(
+            model, data, store, recent_window_hours=config.recent_window_hours,
+            pool_ttl_s=config.candidate_cache_ttl_s, pool_cache_users=config.candidate_cache_users,
+        )  # fmt: skip
         app = create_app(backend, logger, config)
         app.state.homefeed_config = cfg  # the console reads the log and lake this config names
         uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")

@@ -19,6 +19,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 from types import TracebackType
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from homefeed.serving.online.reactions import ReactionConsumer, pin_topics_from_
 
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
+T = TypeVar("T")
 
 
 def signals_of(state: UserOnlineState) -> OnlineSignals:
@@ -59,29 +61,35 @@ def signals_of(state: UserOnlineState) -> OnlineSignals:
     )
 
 
-class _RequestCache:
-    """Each user's signals of their latest request time: one store read per request.
+class _RequestCache(Generic[T]):
+    """A value per user for their current request (its ``now_ms``): computed once per request.
 
     The service calls candidates, features and exclusions with the same ``now_ms``; a later
-    request has a later time and reads the store again. Bounded to ``size`` users (LRU).
+    request has a later time, and ``served`` (the end of a request) drops the user's entry, so
+    the next request reads the store again even within the same millisecond. Bounded to
+    ``size`` users (LRU).
     """
 
     def __init__(self, size: int = 1024) -> None:
         self._lock = threading.Lock()
-        self._users: OrderedDict[int, tuple[int, OnlineSignals]] = OrderedDict()
+        self._users: OrderedDict[int, tuple[int, T]] = OrderedDict()
         self.size = size
 
-    def get(self, user_id: int, now_ms: int) -> OnlineSignals | None:
+    def get(self, user_id: int, now_ms: int) -> T | None:
         with self._lock:
             hit = self._users.get(user_id)
         return hit[1] if hit is not None and hit[0] == now_ms else None
 
-    def put(self, user_id: int, now_ms: int, signals: OnlineSignals) -> None:
+    def put(self, user_id: int, now_ms: int, value: T) -> None:
         with self._lock:
-            self._users[user_id] = (now_ms, signals)
+            self._users[user_id] = (now_ms, value)
             self._users.move_to_end(user_id)
             while len(self._users) > self.size:
                 self._users.popitem(last=False)
+
+    def drop(self, user_id: int) -> None:
+        with self._lock:
+            self._users.pop(user_id, None)
 
 
 class OnlineBackend(BundleBackend):
@@ -96,17 +104,21 @@ class OnlineBackend(BundleBackend):
         max_seeds: int = 10,
         recent_window_hours: float = 24.0,
         model_version: str | None = None,
+        pool_ttl_s: float = 0.0,
+        pool_cache_users: int = 10_000,
     ) -> None:
         if realtime_k < 0:
             raise ValueError(f"realtime_k = {realtime_k}: must be >= 0")
         super().__init__(
-            bundle, data, recent_window_hours=recent_window_hours, model_version=model_version
-        )
+            bundle, data, recent_window_hours=recent_window_hours, model_version=model_version,
+            pool_ttl_s=pool_ttl_s, pool_cache_users=pool_cache_users,
+        )  # fmt: skip
         self.store = store
         self.realtime_k, self.max_seeds = realtime_k, max_seeds
         self.seed_half_life_ms = seed_half_life_hours * HOUR_MS
         self.store_errors = 0
-        self._cache = _RequestCache()
+        self._cache: _RequestCache[OnlineSignals] = _RequestCache()
+        self._exclusions: _RequestCache[Exclusions] = _RequestCache()
 
     def online_signals(self, user_id: int, now_ms: int) -> OnlineSignals:
         """The user's online state at ``now_ms`` (read once per request; empty on failure)."""
@@ -124,17 +136,24 @@ class OnlineBackend(BundleBackend):
         return signals
 
     def exclusions(self, user_id: int, now_ms: int) -> Exclusions:
+        cached = self._exclusions.get(user_id, now_ms)
+        if cached is not None:
+            return cached
         offline = super().exclusions(user_id, now_ms)
         hidden, seen = online_exclusions(
             self.online_signals(user_id, now_ms), now_ms - self.recent_ms
         )
-        return replace(
+        out = replace(
             offline,
             hidden=np.union1d(offline.hidden, hidden),
             seen=np.union1d(offline.seen, seen),
         )
+        self._exclusions.put(user_id, now_ms, out)
+        return out
 
     def served(self, user_id: int, pins: np.ndarray, now_ms: int) -> None:
+        self._cache.drop(user_id)
+        self._exclusions.drop(user_id)
         try:
             self.store.mark_seen(user_id, [int(p) for p in pins], now_ms)
         except OnlineStoreError:
@@ -147,7 +166,7 @@ class OnlineBackend(BundleBackend):
         if not isinstance(pool.state, CandidateSet) or self.realtime_k == 0:
             return pool  # the trending pool of a user the bundle knows nothing of
         signals = self.online_signals(user_id, now_ms)
-        excluded = self.exclusions(user_id, now_ms).pins()
+        excluded = self.exclusions(user_id, now_ms).pins
         found = realtime_candidates(
             self.bundle.context, self.bundle.sources, signals, now_ms, self.realtime_k,
             exclude=np.concatenate([excluded, pool.pins]),
@@ -197,10 +216,12 @@ class ReactionThread:
         *,
         partitions: int = 4,
         poll_timeout_s: float = 0.05,
+        commit_interval_s: float = 1.0,
     ) -> None:
         self.consumer = ReactionConsumer(
             event_log, store, pin_topics=pin_topics_from_catalogue(pins),
             partitions=partitions, poll_timeout_s=poll_timeout_s,
+            commit_interval_s=commit_interval_s,
         )  # fmt: skip
         self._stop = threading.Event()
         self._thread = threading.Thread(

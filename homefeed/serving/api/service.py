@@ -8,7 +8,6 @@ blend) and stores the result as a session; a request with a cursor only slices t
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from homefeed.events.sdk import EventLogger, RejectedEventError
-from homefeed.events.validate import Rejection
+from homefeed.events.validate import Rejection, new_event_id
 from homefeed.serving.api.backend import FeedBackend
 from homefeed.serving.api.blending import blend
 from homefeed.serving.api.metrics import FeedMetrics
@@ -119,7 +118,7 @@ class FeedService:
         ]
         for item in items:
             self.metrics.served.labels(item.source).inc()
-        return FeedPage(user_id, uuid.uuid4().hex, items, next_cursor, session.model_version)
+        return FeedPage(user_id, new_event_id(), items, next_cursor, session.model_version)
 
     def _new_session(self, backend: FeedBackend, user_id: int, now_ms: int) -> FeedSession:
         m = self.metrics
@@ -131,7 +130,7 @@ class FeedService:
         with m.stage("rank"):
             scores = backend.rank(pool)
         with m.stage("blend"):
-            excluded = backend.exclusions(user_id, now_ms).pins()
+            excluded = backend.exclusions(user_id, now_ms).pins
             rows = blend(
                 pins=pool.pins,
                 scores=scores,

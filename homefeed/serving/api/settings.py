@@ -52,6 +52,18 @@ class FeedServiceConfig(Section):
     recent_window_hours: float = Field(
         24.0, ge=0, description="Pins the user saw or engaged with this recently are not shown."
     )
+    candidate_cache_ttl_s: float = Field(
+        300.0, ge=0, description="A user's retrieved candidates are reused by their sessions for "
+        "this long (0: retrieve on every first page); ranking always runs per request.",
+    )  # fmt: skip
+    candidate_cache_users: int = Field(
+        10_000, ge=1, description="Users whose candidates are cached (LRU; ~80 KB each with six "
+        "sources of 200).",
+    )  # fmt: skip
+    compile_ranker: bool = Field(
+        True, description="Compile the ranker's trees to native code at start (lleaves; "
+        "checked against LightGBM, which scores instead if compiling fails).",
+    )  # fmt: skip
     feed_threads: int = Field(
         1, ge=1, le=64, description="Feed requests computed at once; the rest queue in order "
         "(the work holds the GIL, so more threads only make every request slower).",

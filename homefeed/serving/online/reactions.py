@@ -25,7 +25,7 @@ import orjson
 from homefeed.events.registry import TOPIC_PREFIX
 from homefeed.log.base import EventLog, Record, TopicPartition, TopicSpec
 from homefeed.models.data import Action, Pins
-from homefeed.serving.online.base import OnlineStore, Reaction
+from homefeed.serving.online.base import OnlineStore, Reaction, action_weight
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,15 @@ PinTopics = Callable[[Sequence[int]], Sequence[tuple[str, ...]]]
 def pin_topics_from_catalogue(pins: Pins) -> PinTopics:
     """A ``PinTopics`` lookup over the pin catalogue (vectorised id lookup)."""
     index = pins.index
+    by_row: dict[int, tuple[str, ...]] = {-1: ()}  # built as pins come up; one tuple per pin
+
+    def topics_of(row: int) -> tuple[str, ...]:
+        codes = pins.topic_codes[pins.topic_indptr[row] : pins.topic_indptr[row + 1]]
+        return by_row.setdefault(row, tuple(pins.topics[c] for c in codes.tolist()))
 
     def lookup(pin_ids: Sequence[int]) -> list[tuple[str, ...]]:
-        rows = index.index(np.asarray(pin_ids, dtype=np.int64))
-        out: list[tuple[str, ...]] = []
-        for row in rows.tolist():
-            if row < 0:
-                out.append(())
-                continue
-            codes = pins.topic_codes[pins.topic_indptr[row] : pins.topic_indptr[row + 1]]
-            out.append(tuple(pins.topics[c] for c in codes.tolist()))
-        return out
+        rows = index.index(np.asarray(pin_ids, dtype=np.int64)).tolist()
+        return [by_row.get(row) or topics_of(row) for row in rows]
 
     return lookup
 
@@ -84,13 +82,22 @@ class ReactionConsumer:
         max_records: int = 5000,
         poll_timeout_s: float = 0.05,
         partitions: int = 4,
+        commit_interval_s: float = 0.0,
     ) -> None:
+        if commit_interval_s < 0:
+            raise ValueError(f"commit_interval_s = {commit_interval_s}: must be >= 0")
         self.event_log = event_log
         self.store = store
         self.group = group
         self.pin_topics = pin_topics
         self.max_records = max_records
         self.poll_timeout_s = poll_timeout_s
+        # Offsets applied but not yet committed: committing is a file or broker write, so a
+        # busy consumer does it at most once per interval (redelivery after a crash is
+        # harmless, see the module docstring).
+        self.commit_interval_s = commit_interval_s
+        self._pending: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
         for topic in TOPICS:  # a fresh log has no topics yet; the SDK makes the same ones
             event_log.ensure_topic(TopicSpec(topic, partitions))
         self._consumer = event_log.consumer(group, TOPICS)
@@ -99,13 +106,22 @@ class ReactionConsumer:
     def step(self) -> int:
         """One poll, apply, commit. Returns the number of records consumed."""
         records = self._consumer.poll(self.max_records, self.poll_timeout_s)
-        if not records:
-            return 0
-        reactions = self._reactions(records)
-        applied = self.store.apply(reactions)
-        self._consumer.commit(_next_offsets(records))
-        self._count(records, len(reactions), applied)
+        if records:
+            reactions = self._reactions(records)
+            applied = self.store.apply(reactions)
+            for tp, offset in _next_offsets(records).items():
+                self._pending[tp] = max(self._pending.get(tp, 0), offset)
+            self._count(records, len(reactions), applied)
+        if time.monotonic() - self._committed_at >= self.commit_interval_s:
+            self.commit()
         return len(records)
+
+    def commit(self) -> None:
+        """Commit the offsets of every batch applied so far."""
+        if self._pending:
+            self._consumer.commit(self._pending)
+            self._pending = {}
+        self._committed_at = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; a failing batch is retried, not skipped."""
@@ -128,16 +144,26 @@ class ReactionConsumer:
         return out
 
     def close(self) -> None:
-        self._consumer.close()
+        try:
+            self.commit()
+        except Exception:  # the batches come again to the next consumer, deduplicated
+            log.exception("final commit of the reaction consumer failed")
+        finally:
+            self._consumer.close()
 
     def _reactions(self, records: list[Record]) -> list[Reaction]:
-        parsed = [r for r in map(self._parse, records) if r is not None]
-        if self.pin_topics is None or not parsed:
-            return [r for r, _ in parsed]
-        topics = self.pin_topics([pin for _, pin in parsed])
-        return [_with_topics(r, t) for (r, _), t in zip(parsed, topics, strict=True)]
+        out = [r for r in map(self._parse, records) if r is not None]
+        # Only actions that move topic affinity need the pin's topics (not impressions: most
+        # of the stream).
+        weighted = [i for i, r in enumerate(out) if action_weight(r.action)]
+        if self.pin_topics is None or not weighted:
+            return out
+        topics = self.pin_topics([out[i].pin_id for i in weighted])
+        for i, t in zip(weighted, topics, strict=True):
+            out[i] = _with_topics(out[i], t)
+        return out
 
-    def _parse(self, record: Record) -> tuple[Reaction, int] | None:
+    def _parse(self, record: Record) -> Reaction | None:
         try:
             event = orjson.loads(record.value)
             reaction = Reaction(
@@ -151,7 +177,7 @@ class ReactionConsumer:
             self.stats.malformed += 1
             log.warning("skipping malformed record %s[%d]@%d: %r", *_where(record), e)
             return None
-        return reaction, reaction.pin_id
+        return reaction
 
     def _count(self, records: list[Record], reactions: int, applied: int) -> None:
         now = time.time() * 1000

@@ -1,0 +1,60 @@
+"""Each user's retrieved candidate pool, kept for a while: retrieval once per TTL, not per session.
+
+Retrieval (every source's top k, exact pair scores) is most of a first page's CPU; the
+features and the ranker, which read the user's state as of the request, are not. Pinterest's
+home feed likewise materialises candidates ahead of the request and ranks them at request
+time. What changes within the TTL still reaches the page: hidden and seen pins are filtered
+when the session is blended, and ``OnlineBackend`` adds realtime candidates per request.
+A backend holds one cache, so a model swap (a new backend) starts from an empty one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PoolCache(Generic[T]):
+    """An LRU of ``max_users`` entries, each valid for ``ttl_ms`` of the caller's clock.
+
+    ``ttl_ms == 0`` disables it (``get`` always misses, ``put`` keeps nothing).
+    """
+
+    def __init__(self, ttl_ms: int, max_users: int) -> None:
+        if ttl_ms < 0:
+            raise ValueError(f"ttl_ms = {ttl_ms}: must be >= 0")
+        if max_users < 1:
+            raise ValueError(f"max_users = {max_users}: must be >= 1")
+        self.ttl_ms, self.max_users = ttl_ms, max_users
+        self.hits = self.misses = 0
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[int, tuple[int, T]] = OrderedDict()
+
+    def get(self, user_id: int, now_ms: int) -> T | None:
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is None or not 0 <= now_ms - entry[0] < self.ttl_ms:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(user_id)
+            self.hits += 1
+            return entry[1]
+
+    def put(self, user_id: int, now_ms: int, value: T) -> None:
+        if self.ttl_ms == 0:
+            return
+        with self._lock:
+            self._entries[user_id] = (now_ms, value)
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self.max_users:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

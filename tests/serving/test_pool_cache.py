@@ -1,0 +1,79 @@
+"""The candidate pool cache: retrieval once per TTL, yet hides and model swaps still count."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from homefeed.config import ModelsConfig, RankerConfig, SourceConfig
+from homefeed.models.data import Action
+from homefeed.models.pipeline import train_bundle
+from homefeed.serving.api.app import create_app
+from homefeed.serving.api.online_backend import OnlineBackend
+from homefeed.serving.api.pool_cache import PoolCache
+from homefeed.serving.online import open_online_store
+from homefeed.serving.online.base import Reaction
+
+
+def test_entries_expire_after_the_ttl_and_the_oldest_user_goes_first():
+    cache: PoolCache[str] = PoolCache(ttl_ms=1000, max_users=2)
+    cache.put(1, 0, "a")
+    cache.put(2, 0, "b")
+    assert cache.get(1, 999) == "a" and cache.get(1, 1000) is None  # expired
+    cache.put(3, 10, "c")  # 2 is now the least recently used
+    assert cache.get(2, 10) is None and cache.get(3, 10) == "c"
+    assert cache.get(1, -5) is None  # a clock that went back: never trust the entry
+    assert (cache.hits, cache.misses) == (2, 3)
+
+
+def test_a_zero_ttl_disables_it_and_bad_sizes_are_refused():
+    cache: PoolCache[str] = PoolCache(ttl_ms=0, max_users=5)
+    cache.put(1, 0, "a")
+    assert cache.get(1, 0) is None and len(cache) == 0
+    with pytest.raises(ValueError, match="ttl_ms = -1"):
+        PoolCache(ttl_ms=-1, max_users=5)
+    with pytest.raises(ValueError, match="max_users = 0"):
+        PoolCache(ttl_ms=5, max_users=0)
+
+
+@pytest.fixture(scope="module")
+def bundle(data):
+    config = ModelsConfig(
+        sources={"following": SourceConfig(k=60), "trending": SourceConfig(k=60)},
+        ranker=RankerConfig(rounds=5, min_data_in_leaf=20, learning_rate=0.1),
+    )
+    return train_bundle(data, config)
+
+
+def _active_user(data) -> int:
+    users, counts = np.unique(data.positives().user_id, return_counts=True)
+    return int(users[np.argmax(counts)])
+
+
+def test_a_cached_pool_is_reused_but_a_pin_hidden_since_is_never_served(
+    bundle, data, shared_logger, config
+):
+    store = open_online_store()
+    backend = OnlineBackend(bundle, data, store, pool_ttl_s=600)
+    client = TestClient(create_app(backend, shared_logger, config))
+    user = _active_user(data)
+    first = client.get(f"/v1/users/{user}/feed").json()["items"]
+    assert backend.pools.misses == 1 and len(backend.pools) == 1
+    hidden = first[0]["pin_id"]
+    now = int(time.time() * 1000)
+    store.apply([Reaction("hide-1", user, hidden, Action.HIDE, now)])
+    again = client.get(f"/v1/users/{user}/feed").json()["items"]
+    assert backend.pools.hits >= 1, "the second session should reuse the retrieved pool"
+    assert hidden in backend.candidates(user, now).pins  # still in the cached pool ...
+    assert hidden not in {i["pin_id"] for i in again}  # ... but filtered from the page
+
+
+def test_without_a_ttl_every_session_retrieves(bundle, data):
+    backend = OnlineBackend(bundle, data, open_online_store())
+    user = _active_user(data)
+    now = bundle.context.as_of_ms
+    assert backend.candidates(user, now) is not backend.candidates(user, now + 1)
+    assert len(backend.pools) == 0
