@@ -409,13 +409,16 @@ def homefeed_model(config: ModelsConfig | None = None) -> ModelFactory:
 
 
 def default_models(config: ModelsConfig | None = None) -> dict[str, ModelFactory]:
-    """homefeed's bundle first, then the peers run in the same process on the same split."""
+    """homefeed's bundle first, then the peers run in the same process on the same split,
+    then homefeed's evaluation blend (EASE + session EASE + time signals, ``blend.py``)."""
+    from homefeed.models.evaluation.blend import BlendedRecommender
     from homefeed.models.evaluation.tuning import StackedRecommender
 
     return {
         "homefeed": homefeed_model(config),
         "homefeed stack (tuning)": StackedRecommender.fit,
         **peer_models(),
+        "homefeed blend (EASE + sessions + time)": BlendedRecommender.fit,
     }
 
 
