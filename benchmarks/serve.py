@@ -62,7 +62,7 @@ def main() -> None:
     users = _users(world)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _server(bundle, world, Path(tmp), args.cache_ttl) as server,
+        _server(bundle, world, Path(tmp), args.cache_ttl, args.workers) as server,
     ):
         base = server.base
         results = _run_loop(_drive(server, users, args))
@@ -103,6 +103,14 @@ def _parse() -> argparse.Namespace:
         action="store_false",
         help="skip the first page per user before measuring (cold candidate cache)",
     )
+    ap.add_argument("--workers", type=int, default=1, help="homefeed serve --workers")
+    ap.add_argument(
+        "--warm-passes",
+        type=int,
+        default=None,
+        help="first pages per user before measuring (default: 1, 3 with workers: each worker "
+        "caches the pools of the users it served)",
+    )
     ap.add_argument(
         "--cache-ttl",
         type=float,
@@ -142,9 +150,15 @@ class _server:
     """``homefeed serve`` on a free loopback port; the base URL once /healthz answers."""
 
     def __init__(
-        self, bundle: Path, world: dict[str, float], tmp: Path, cache_ttl: float | None
+        self,
+        bundle: Path,
+        world: dict[str, float],
+        tmp: Path,
+        cache_ttl: float | None,
+        workers: int = 1,
     ) -> None:
         self.bundle, self.world, self.tmp, self.cache_ttl = bundle, world, tmp, cache_ttl
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _server:
@@ -162,6 +176,8 @@ class _server:
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(self.workers),
         ]
         self.log = open(self.tmp / "server.log", "wb")
         # cwd: the server's default event log and lake paths land in the temporary directory
@@ -172,10 +188,9 @@ class _server:
         return self
 
     def cpu_s(self) -> float:
-        """The server's CPU seconds so far (user + system, from /proc)."""
+        """The server's CPU seconds so far (user + system of it and its workers, from /proc)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(_cpu_s(pid) for pid in [self.proc.pid, *_children(self.proc.pid)])
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -185,6 +200,22 @@ class _server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(c) for c in text.split()]
 
 
 def _free_port() -> int:
@@ -272,7 +303,8 @@ async def _drive(server: _server, users: np.ndarray, args: argparse.Namespace) -
 
 async def _warm(load: _Load, args: argparse.Namespace) -> None:
     """One first page per user (the steady state: candidates cached by an earlier session)."""
-    users = load.users if args.warm else load.users[:0]
+    passes = args.warm_passes if args.warm_passes is not None else (1 if args.workers == 1 else 3)
+    users = np.tile(load.users, passes) if args.warm else load.users[:0]
     t = time.perf_counter()
     out = RateResult(0)
     for start in range(0, len(users), 50):

@@ -37,6 +37,7 @@ from homefeed.serving.api.responses import (
     UserResponse,
 )
 from homefeed.serving.api.service import FeedError, FeedService
+from homefeed.serving.api.session import CursorCodec, Sessions
 from homefeed.serving.api.settings import FeedServiceConfig
 from homefeed.serving.ui.console import mount_console
 
@@ -45,11 +46,20 @@ _ERR = {"model": ErrorResponse}
 
 
 def create_app(
-    backend: FeedBackend, logger: EventLogger, config: FeedServiceConfig | None = None
+    backend: FeedBackend,
+    logger: EventLogger,
+    config: FeedServiceConfig | None = None,
+    *,
+    sessions: Sessions | None = None,
+    cursors: CursorCodec | None = None,
 ) -> FastAPI:
-    """The feed API over ``backend``, logging impressions and client events with ``logger``."""
+    """The feed API over ``backend``, logging impressions and client events with ``logger``.
+
+    ``sessions`` and ``cursors`` default to this process's own; workers of one service share
+    them (``workers.py``) so a page's next cursor works on any of them.
+    """
     config = config or FeedServiceConfig()  # type: ignore[call-arg]
-    service = FeedService(backend, logger, config)
+    service = FeedService(backend, logger, config, sessions=sessions, cursors=cursors)
     app = _build(config, lambda: service, service.metrics)
     app.state.service = service
     mount_console(app)  # the web UI: /ui pages and /v1/console/* (homefeed.serving.ui)

@@ -10,7 +10,8 @@ request. The catalogue and the users are the simulated world's.
 from __future__ import annotations
 
 import json
-from contextlib import closing
+import socket
+from contextlib import AbstractContextManager, closing, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,10 +22,15 @@ from homefeed.serving.api.settings import FeedServiceConfig
 
 if TYPE_CHECKING:
     from homefeed.config import HomefeedConfig
+    from homefeed.log.base import EventLog
     from homefeed.models.bundle import ModelBundle
     from homefeed.models.data import TrainingData
+    from homefeed.serving.api.session import CursorCodec, Sessions
+    from homefeed.serving.api.workers import DataOrigin
+    from homefeed.serving.online.base import OnlineStore
 
 DEFAULT_SOURCES = "following,pixie,trending"
+GROUP = "online-features"  # the reaction consumer's group (serving.online.reactions.GROUP)
 
 
 def serve(
@@ -46,6 +52,10 @@ def serve(
             file_okay=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=32, help="Server processes (default: config, 1)."),
+    ] = None,
 ) -> None:
     """Serve ranked home feeds over HTTP (GET /v1/users/{id}/feed, POST /v1/events, /metrics)."""
     from homefeed.serving.api.app import openapi_document
@@ -55,15 +65,19 @@ def serve(
         typer.echo(json.dumps(openapi_document(config), indent=2))
         return
     cfg = settings.config
+    if workers is not None:
+        cfg.serving.api.workers = workers
+    simulated: DataOrigin = {"kind": "simulated"}
     if bundle is not None:
-        model, data = _load_bundle(bundle), _simulated_data()
+        model, data, origin = _load_bundle(bundle), _simulated_data(), (bundle, simulated)
     elif (production := _production(cfg)) is not None:
-        model, data = production
+        model, data, origin = production
     else:
         console.print("no promoted model in the lake: training one on the simulated world")
         data = _simulated_data()
         model = _train_bundle(sources, data)
-    run_feed_service(cfg, model, data, host, port)
+        origin = None
+    run_feed_service(cfg, model, data, host, port, origin)
 
 
 def serve_bundle(cfg: HomefeedConfig, bundle_dir: Path, host: str | None = None,
@@ -77,19 +91,58 @@ def serve_bundle(cfg: HomefeedConfig, bundle_dir: Path, host: str | None = None,
     data = model.metadata["data"]  # what train_bundle fitted on: [first engagement, as_of)
     window = {k: datetime.fromtimestamp(data[f] / 1000, UTC).isoformat()
               for k, f in (("start", "engagement_min_ms"), ("end", "as_of_ms"))}  # fmt: skip
-    run_feed_service(cfg, model, _window_data(cfg, window), host, port)
+    origin = (bundle_dir, {"kind": "window", **window})
+    run_feed_service(cfg, model, _window_data(cfg, window), host, port, origin)
 
 
-def run_feed_service(cfg: HomefeedConfig, model: ModelBundle, data: TrainingData,
-                     host: str | None, port: int | None) -> None:  # fmt: skip
-    """The feed API (uvicorn) on an OnlineBackend, with the reaction consumer beside it."""
+def run_feed_service(
+    cfg: HomefeedConfig,
+    model: ModelBundle,
+    data: TrainingData,
+    host: str | None,
+    port: int | None,
+    origin: tuple[Path, DataOrigin] | None = None,
+) -> None:
+    """The feed API on ``model``: in this process, or in ``[serving.api] workers`` processes
+    that load it from ``origin`` (its bundle directory and where its catalogue comes from)."""
+    config = cfg.serving.api
+    if config.workers == 1:
+        serve_app(cfg, model, data, host=host, port=port)
+        return
+    import tempfile
+
+    from homefeed.serving.api.workers import serve_workers
+
+    if origin is None:  # a bundle trained in this process: workers load it from disk
+        target = Path(tempfile.mkdtemp(prefix="homefeed-serve-")) / "bundle"
+        model.save(target)
+        origin = (target, {"kind": "simulated"})
+    console.print(f"starting {config.workers} feed workers")
+    serve_workers(cfg, origin[0], origin[1], host or config.host, port or config.port,
+                  config.workers)  # fmt: skip
+
+
+def serve_app(
+    cfg: HomefeedConfig,
+    model: ModelBundle,
+    data: TrainingData,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    sockets: list[socket.socket] | None = None,
+    sessions: Sessions | None = None,
+    cursors: CursorCodec | None = None,
+    consumer_group: str | None = GROUP,
+) -> None:
+    """The feed API (uvicorn) on an OnlineBackend, with the reaction consumer beside it
+    (as ``consumer_group``; None: no consumer, another process feeds the shared store)."""
     import uvicorn
     from threadpoolctl import threadpool_limits
 
     from homefeed.events.sdk import EventLogger
     from homefeed.log.factory import open_log
     from homefeed.serving.api.app import create_app
-    from homefeed.serving.api.online_backend import OnlineBackend, ReactionThread
+    from homefeed.serving.api.online_backend import OnlineBackend
     from homefeed.serving.online import open_online_store
 
     # Per-request products are tiny: waking BLAS thread pools for them costs more than they do.
@@ -109,18 +162,31 @@ def run_feed_service(cfg: HomefeedConfig, model: ModelBundle, data: TrainingData
             retention_ms=int(cfg.log.retention_hours * 3_600_000),
             on_reject=lambda r: None,
         ) as logger,
-        ReactionThread(event_log, store, data.pins, partitions=cfg.log.partitions),
+        _reactions(event_log, store, data, cfg.log.partitions, consumer_group),
     ):
         backend = OnlineBackend(
             model, data, store, recent_window_hours=config.recent_window_hours,
             pool_ttl_s=config.candidate_cache_ttl_s, pool_cache_users=config.candidate_cache_users,
         )  # fmt: skip
-        app = create_app(backend, logger, config)
+        app = create_app(backend, logger, config, sessions=sessions, cursors=cursors)
         app.state.homefeed_config = cfg  # the console reads the log and lake this config names
-        uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
+        bind_host, bind_port = host or config.host, port or config.port
+        uvicorn.Server(uvicorn.Config(app, host=bind_host, port=bind_port)).run(sockets=sockets)
 
 
-def _production(cfg: HomefeedConfig) -> tuple[ModelBundle, TrainingData] | None:
+def _reactions(
+    event_log: EventLog, store: OnlineStore, data: TrainingData, partitions: int, group: str | None
+) -> AbstractContextManager[object]:
+    from homefeed.serving.api.online_backend import ReactionThread
+
+    if group is None:
+        return nullcontext()
+    return ReactionThread(event_log, store, data.pins, partitions=partitions, group=group)
+
+
+def _production(
+    cfg: HomefeedConfig,
+) -> tuple[ModelBundle, TrainingData, tuple[Path, DataOrigin]] | None:
     """The registry's promoted version and its training window, if the lake has one."""
     import tempfile
 
@@ -136,7 +202,8 @@ def _production(cfg: HomefeedConfig) -> tuple[ModelBundle, TrainingData] | None:
     registry.fetch(version, target)
     console.print(f"serving {cfg.models.name} {version}, the promoted model in {cfg.lake.uri}")
     model = ModelBundle.load(target)
-    return model, _window_data(cfg, registry.show(version).data_range)
+    window = dict(registry.show(version).data_range)
+    return model, _window_data(cfg, window), (target, {"kind": "window", **window})
 
 
 def _window_data(cfg: HomefeedConfig, meta: dict[str, str]) -> TrainingData:

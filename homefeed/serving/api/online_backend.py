@@ -39,7 +39,7 @@ from homefeed.models.online import (
 from homefeed.serving.api.backend import CandidatePool, Exclusions
 from homefeed.serving.api.bundle_backend import BundleBackend
 from homefeed.serving.online.base import OnlineStore, OnlineStoreError, UserOnlineState
-from homefeed.serving.online.reactions import ReactionConsumer, pin_topics_from_catalogue
+from homefeed.serving.online.reactions import GROUP, ReactionConsumer, pin_topics_from_catalogue
 
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
@@ -217,9 +217,10 @@ class ReactionThread:
         partitions: int = 4,
         poll_timeout_s: float = 0.05,
         commit_interval_s: float = 1.0,
+        group: str = GROUP,
     ) -> None:
         self.consumer = ReactionConsumer(
-            event_log, store, pin_topics=pin_topics_from_catalogue(pins),
+            event_log, store, group=group, pin_topics=pin_topics_from_catalogue(pins),
             partitions=partitions, poll_timeout_s=poll_timeout_s,
             commit_interval_s=commit_interval_s,
         )  # fmt: skip

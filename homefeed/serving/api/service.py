@@ -25,6 +25,7 @@ from homefeed.serving.api.session import (
     CursorCodec,
     CursorError,
     FeedSession,
+    Sessions,
     SessionStore,
 )
 from homefeed.serving.api.settings import FeedServiceConfig
@@ -71,13 +72,19 @@ class FeedService:
         config: FeedServiceConfig,
         metrics: FeedMetrics | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-        sessions: SessionStore | None = None,
+        sessions: Sessions | None = None,
+        cursors: CursorCodec | None = None,
     ) -> None:
         self.backend, self.logger, self.config = backend, logger, config
         self.metrics = metrics or FeedMetrics()
         self.clock_ms = clock_ms
-        self.sessions = sessions or SessionStore(config.session_ttl_s, config.max_sessions)
-        self.cursors = CursorCodec()
+        # "is None", not "or": an empty store has len() 0 and would be replaced.
+        self.sessions = (
+            sessions
+            if sessions is not None
+            else SessionStore(config.session_ttl_s, config.max_sessions)
+        )
+        self.cursors = cursors if cursors is not None else CursorCodec()
 
     def feed(self, user_id: int, limit: int, cursor: str | None) -> FeedPage:
         """One page of the user's feed; raises ``FeedError`` naming what is wrong."""

@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -93,6 +94,25 @@ class CursorCodec:
 
     def _digest(self, body: bytes) -> bytes:
         return hashlib.blake2b(body, key=self._key, digest_size=_DIGEST_BYTES).digest()
+
+
+class Sessions(Protocol):
+    """Where feed sessions live: ``SessionStore`` in process, or one shared by several
+    processes (``session_sqlite.SqliteSessionStore``, for ``serve --workers``)."""
+
+    def __len__(self) -> int: ...
+
+    def create(
+        self,
+        user_id: int,
+        model_version: str,
+        pins: np.ndarray,
+        sources: tuple[str, ...],
+        scores: np.ndarray,
+        topics: tuple[tuple[str, ...], ...],
+    ) -> FeedSession: ...
+
+    def get(self, session_id: bytes) -> FeedSession | None: ...
 
 
 class SessionStore:

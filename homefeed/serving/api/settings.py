@@ -64,6 +64,14 @@ class FeedServiceConfig(Section):
         True, description="Compile the ranker's trees to native code at start (lleaves; "
         "checked against LightGBM, which scores instead if compiling fails).",
     )  # fmt: skip
+    workers: int = Field(
+        1, ge=1, le=32, description="Server processes on the port (`serve --workers`); each "
+        "loads the model, and sessions are shared through `sessions_path`.",
+    )  # fmt: skip
+    sessions_path: str | None = Field(
+        None, description="SQLite file of the workers' shared feed sessions; None: a new "
+        "temporary file per start (sessions do not outlive the service).",
+    )  # fmt: skip
     feed_threads: int = Field(
         1, ge=1, le=64, description="Feed requests computed at once; the rest queue in order "
         "(the work holds the GIL, so more threads only make every request slower).",

@@ -1,0 +1,100 @@
+"""``homefeed serve --workers 2``: two processes on one port share sessions and cursors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from homefeed.config import ModelsConfig, RankerConfig, SourceConfig
+from homefeed.models.pipeline import train_bundle
+from homefeed.testing.models import simulated_training_data
+
+WORLD = {"users": 120, "pins": 800, "days": 2.0, "seed": 5}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("workers")
+    data = simulated_training_data(**WORLD)
+    config = ModelsConfig(
+        sources={"following": SourceConfig(k=60), "trending": SourceConfig(k=60)},
+        ranker=RankerConfig(rounds=5, min_data_in_leaf=20, learning_rate=0.1),
+    )
+    train_bundle(data, config).save(tmp / "bundle")
+    port = _free_port()
+    env = dict(os.environ, **{f"HOMEFEED_SIMULATOR_{k.upper()}": str(v) for k, v in WORLD.items()})
+    env["XDG_CACHE_HOME"] = str(tmp / "cache")  # compiled ranker heads
+    cmd = [str(Path(sys.executable).parent / "homefeed"), "serve", "--bundle", str(tmp / "bundle"),
+           "--port", str(port), "--workers", "2"]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp / "server.log", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_both_workers_answer(base, proc, tmp / "server.log")
+            yield base, proc, data
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+
+
+def _wait_until_both_workers_answer(base: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        text = log.read_text(errors="replace")
+        if text.count("Application startup complete") >= 2:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"two workers never started:\n{log.read_text()[-3000:]}")
+
+
+def test_next_pages_work_on_whichever_worker_answers(server):
+    base, _, data = server
+    users = np.unique(data.positives().user_id)[:30]
+    seen_pages = 0
+    # A new connection per request: the kernel spreads connections over the two workers.
+    for user in users.tolist():
+        first = httpx.get(f"{base}/v1/users/{user}/feed", params={"limit": 10}, timeout=30)
+        assert first.status_code == 200, first.text
+        body = first.json()
+        page_2 = {"limit": 10, "cursor": body["next_cursor"]}
+        second = httpx.get(f"{base}/v1/users/{user}/feed", params=page_2, timeout=30)
+        assert second.status_code == 200, second.text
+        assert not {i["pin_id"] for i in body["items"]} & {
+            i["pin_id"] for i in second.json()["items"]
+        }
+        seen_pages += 2
+    assert seen_pages == 60
+
+
+def test_terminating_the_parent_stops_every_worker(server):
+    _, proc, _ = server
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) >= 2
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+
+
+def _state(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "Z"
