@@ -13,6 +13,7 @@ from homefeed.models.evaluation.blend import (
     BlendParams,
     History,
     TimeShares,
+    TopicAffinity,
     ease_weights,
     sequence_cooccurrence,
     session_gram,
@@ -83,9 +84,11 @@ def test_blend_recommends_unseen_pins_and_falls_back_for_strangers():
 
 def test_session_ease_sees_what_whole_histories_blur(split):
     """Same L2 (small data): EASE over sessions beats EASE over whole histories by a margin,
-    and the blend of everything beats EASE alone."""
+    and the blend of everything beats EASE alone (but topics: genres here are ids mod 4,
+    unrelated to what users rate)."""
     ease = evaluate(Ease(split.data, 10.0), split, 10)["ndcg"]
-    small = BlendParams(ease_l2=10.0, save_weighted_l2=10.0, session_l2=10.0)
+    weights = {k: v for k, v in BlendParams().weights.items() if k != "topics"}
+    small = BlendParams(ease_l2=10.0, save_weighted_l2=10.0, session_l2=10.0, weights=weights)
     session_only = replace(small, weights={"session_ease": 1.0})
     assert evaluate(BlendedRecommender.fit(split.data, session_only), split, 10)["ndcg"] > (
         ease + 0.03
@@ -161,6 +164,27 @@ def test_availability_penalises_pins_that_appeared_after_the_user_left():
     assert np.all(scores[late] == -1.0) and np.sum(scores == 0.0) == 10
 
 
+def test_topic_affinity_favours_pins_in_the_users_own_topics():
+    # user 1 rates only movies of one genre (ids divisible by 4); users 2-5 rate everything
+    rows = [(1, i, 4, i) for i in range(4, 21, 4)]
+    rows += [(u, i, 4, 100 * u + i) for u in range(2, 6) for i in range(1, 21)]
+    table = np.array(rows, dtype=np.int64)
+    ratings = Ratings(table[:, 0], table[:, 1], table[:, 2].astype(np.int8), table[:, 3])
+    data = training_data(ratings, movies_of(20))
+    history = History(data)
+    topics = TopicAffinity(history, data, smoothing=0.01)
+    scores = topics.scores(history.users.index(np.array([1, 2])))
+    own = history.pins.index(np.arange(4, 21, 4))
+    other = history.pins.index(np.array([i for i in range(1, 21) if i % 4]))
+    assert scores[0, own].min() > 0 > scores[0, other].max()
+    # a user who rates like everyone has no preference either way
+    assert np.abs(scores[1]).max() < np.abs(scores[0]).max() / 2
+    only = BlendParams(weights={"topics": 1.0})
+    model = BlendedRecommender.fit(data, only)
+    recs = model.recommend(np.array([1]), 4, {1: np.array([4])})
+    assert set(recs.of(0)[0].tolist()) == {8, 12, 16, 20}
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -170,6 +194,7 @@ def test_availability_penalises_pins_that_appeared_after_the_user_left():
         ({"session_window": 0}, "session_window"),
         ({"other_weight": 1.5}, "other_weight"),
         ({"availability_margin_days": -1.0}, "availability_margin_days"),
+        ({"topic_smoothing": 0.0}, "topic_smoothing"),
     ],
 )
 def test_blend_params_name_the_bad_field(changes, field):
@@ -190,6 +215,17 @@ def test_validation_splits_carve_the_train_part_only(split):
     )
     with pytest.raises(ValueError, match="seed 42"):
         validation_split(split, 42)
+
+
+def test_validation_split_ratio_sets_the_fitted_share(split):
+    val = validation_split(split, 3, ratio=0.9)
+    assert len(val.test) / len(split.train) == pytest.approx(0.1, abs=0.05)
+    assert len(val.train) + len(val.test) == len(split.train)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="ratio"):
+            validation_split(split, 3, ratio=bad)
+    result = validate(split, {"same": Ease}, seeds=(3,), ratio=0.9)
+    assert result.baseline[0] == evaluate(Ease(val.data), val, 10)["ndcg"]
 
 
 def test_validate_measures_gains_over_the_baseline_per_seed(split):

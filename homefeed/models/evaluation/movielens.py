@@ -418,7 +418,7 @@ def default_models(config: ModelsConfig | None = None) -> dict[str, ModelFactory
         "homefeed": homefeed_model(config),
         "homefeed stack (tuning)": StackedRecommender.fit,
         **peer_models(),
-        "homefeed blend (EASE + sessions + time)": BlendedRecommender.fit,
+        "homefeed blend (EASE + sessions + genres + time)": BlendedRecommender.fit,
     }
 
 
