@@ -64,6 +64,10 @@ class FeedServiceConfig(Section):
         True, description="Compile the ranker's trees to native code at start (lleaves; "
         "checked against LightGBM, which scores instead if compiling fails).",
     )  # fmt: skip
+    access_log: bool = Field(
+        False, description="Log a line per request (uvicorn's access log); /metrics counts "
+        "requests by route and status either way.",
+    )  # fmt: skip
     workers: int = Field(
         1, ge=1, le=32, description="Server processes on the port (`serve --workers`); each "
         "loads the model, and sessions are shared through `sessions_path`.",
