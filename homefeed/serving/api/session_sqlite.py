@@ -26,11 +26,11 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import orjson
 
+from homefeed.closing import Closing
 from homefeed.serving.api.session import FeedSession
 
 __all__ = ["SqliteSessionStore", "shared_cursor_key"]
@@ -69,7 +69,7 @@ _DELETE_BEYOND = "DELETE FROM sessions WHERE seq <= (SELECT max(seq) FROM sessio
 _COUNT_LIVE = "SELECT count(*) FROM sessions WHERE created_s > ?"
 
 
-class SqliteSessionStore:
+class SqliteSessionStore(Closing):
     """Feed sessions by id in a SQLite file: safe across threads and processes.
 
     Same contract as ``SessionStore``: ``get`` returns None once a session is ``ttl_s`` old (by
@@ -159,17 +159,6 @@ class SqliteSessionStore:
         for conn in conns:
             conn.close()
         self._local = threading.local()
-
-    def __enter__(self) -> SqliteSessionStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _conn(self) -> sqlite3.Connection:
         holder: _Connection | None = getattr(self._local, "conn", None)
