@@ -52,9 +52,5 @@ class PoolCache(Generic[T]):
             while len(self._entries) > self.max_users:
                 self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
     def __len__(self) -> int:
         return len(self._entries)
