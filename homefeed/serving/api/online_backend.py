@@ -218,11 +218,13 @@ class ReactionThread:
         poll_timeout_s: float = 0.05,
         commit_interval_s: float = 1.0,
         group: str = GROUP,
+        yield_s: float = 0.0005,
+        max_records: int = 1024,
     ) -> None:
         self.consumer = ReactionConsumer(
             event_log, store, group=group, pin_topics=pin_topics_from_catalogue(pins),
             partitions=partitions, poll_timeout_s=poll_timeout_s,
-            commit_interval_s=commit_interval_s,
+            commit_interval_s=commit_interval_s, yield_s=yield_s, max_records=max_records,
         )  # fmt: skip
         self._stop = threading.Event()
         self._thread = threading.Thread(

@@ -7,6 +7,7 @@ blend) and stores the result as a session; a request with a cursor only slices t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -150,7 +151,9 @@ class FeedService:
                 max_run=self.config.max_same_topic_in_row,
             )
             names, topic_names = pool.source_names, pool.topic_names
-            topics = tuple((topic_names[t],) if t >= 0 else () for t in pool.topic[rows].tolist())
+            topics = tuple(
+                _one_topic(topic_names[t]) if t >= 0 else () for t in pool.topic[rows].tolist()
+            )
             return self.sessions.create(
                 user_id,
                 backend.model_version,
@@ -236,6 +239,13 @@ class FeedService:
             return self.logger.log(event)
         except RejectedEventError as e:
             return e.rejection
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_topic(name: str) -> tuple[str]:
+    """One shared tuple per topic: a session then holds 200 references, not 200 new tuples
+    for the garbage collector to walk."""
+    return (name,)
 
 
 def _rfc3339(ms: int) -> str:
