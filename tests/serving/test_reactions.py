@@ -173,3 +173,20 @@ def test_a_commit_interval_batches_commits_and_close_commits_the_rest(
     again.close()
     with pytest.raises(ValueError, match="commit_interval_s = -1"):
         ReactionConsumer(event_log, store, commit_interval_s=-1)
+
+
+def test_yielding_between_chunks_applies_every_record_once(
+    event_log: LocalLog, sdk: EventLogger, store: OnlineStore
+) -> None:
+    sdk.log_many(valid_event("impression", user_id=u % 7, pin_id=u) for u in range(300))
+    sdk.flush()
+    consumer = ReactionConsumer(event_log, store, yield_s=0.0001, max_records=1000)
+    polls = []
+    while n := consumer.step():
+        polls.append(n)
+    assert sum(polls) == 300 and consumer.stats.applied == 300
+    assert max(polls) > 128  # so a poll was applied in chunks of at most 128
+    assert consumer.stats.batches == sum(-(-n // 128) for n in polls)
+    consumer.close()
+    with pytest.raises(ValueError, match=r"yield_s = -0\.5"):
+        ReactionConsumer(event_log, store, yield_s=-0.5)
