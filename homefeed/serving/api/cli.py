@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SOURCES = "following,pixie,trending"
 GC_YOUNG_THRESHOLD = 2_000  # allocations between young collections (CPython's default: 700)
-GROUP = "online-features"  # the reaction consumer's group (serving.online.reactions.GROUP)
 
 
 def serve(
@@ -108,7 +107,9 @@ def run_feed_service(
     that load it from ``origin`` (its bundle directory and where its catalogue comes from)."""
     config = cfg.serving.api
     if config.workers == 1:
-        serve_app(cfg, model, data, host=host, port=port)
+        from homefeed.serving.online.reactions import GROUP
+
+        serve_app(cfg, model, data, host=host, port=port, consumer_group=GROUP)
         return
     import tempfile
 
@@ -133,7 +134,7 @@ def serve_app(
     sockets: list[socket.socket] | None = None,
     sessions: Sessions | None = None,
     cursors: CursorCodec | None = None,
-    consumer_group: str | None = GROUP,
+    consumer_group: str | None,
 ) -> None:
     """The feed API (uvicorn) on an OnlineBackend, with the reaction consumer beside it
     (as ``consumer_group``; None: no consumer, another process feeds the shared store)."""
