@@ -46,6 +46,11 @@ class _EventIds:
         self._prefix = os.urandom(8).hex()
         self._counter = itertools.count()
 
+    @property
+    def prefix(self) -> str:
+        """What every id of this process starts with (new after a fork)."""
+        return self._prefix
+
     def __call__(self) -> str:
         return f"{self._prefix}{next(self._counter):016x}"  # next() on a count is atomic
 

@@ -157,7 +157,11 @@ def test_expired_cursor_is_410(backend, shared_logger, config, data):
     assert response.status_code == 410 and response.json()["error"] == "cursor_expired"
 
 
-def test_impressions_are_logged_for_every_served_pin(backend, config, data, logger, event_log):
+@pytest.mark.parametrize("threads", [0, 2], ids=["on-the-loop", "on-threads"])
+def test_impressions_are_logged_for_every_served_pin(
+    backend, config, data, logger, event_log, threads
+):
+    config = config.model_copy(update={"feed_threads": threads})
     client = TestClient(create_app(backend, logger, config))
     user = _active_user(data)
     pages = _walk(client, user, 40)

@@ -168,6 +168,20 @@ def test_pin_counters_by_hour_and_window(store: OnlineStore) -> None:
     assert store.pin_counters([10], since_ms=0).tolist() == [[1, 0, 1, 1]]
 
 
+def test_record_served_is_one_impression_per_pin(store: OnlineStore) -> None:
+    hour = (T0 // HOUR_MS) * HOUR_MS
+    store.record_served(1, [10, 11], hour + 5)
+    store.record_served(2, [10], hour + 6)
+    store.apply([r("c1", 2, 10, Action.CLICK, hour + 7)])
+    (one, two) = store.user_state([1, 2], now_ms=hour)
+    assert one.seen == {10: hour + 5, 11: hour + 5} and two.seen == {10: hour + 6}
+    assert one.recent_pins.size == 0  # served is not engagement
+    assert store.pin_counters([10, 11], since_ms=0).tolist() == [[2, 1, 0, 0], [1, 0, 0, 0]]
+    store.record_served(1, [], hour)
+    with pytest.raises(OnlineStoreError, match="pin_ids"):
+        store.record_served(1, [-3], hour)
+
+
 def test_batch_reads_keep_the_order_given(store: OnlineStore) -> None:
     store.apply([r(f"e{u}", u, 100 + u, Action.CLICK, T0) for u in range(1, 6)])
     states = store.user_state([5, 3, 9, 1], now_ms=T0)

@@ -190,3 +190,28 @@ def test_yielding_between_chunks_applies_every_record_once(
     consumer.close()
     with pytest.raises(ValueError, match=r"yield_s = -0\.5"):
         ReactionConsumer(event_log, store, yield_s=-0.5)
+
+
+def test_impressions_of_the_servers_own_requests_are_skipped(
+    event_log: LocalLog, sdk: EventLogger, store: OnlineStore
+) -> None:
+    own, other = "ab12cd34ef56ab78", "0011223344556677"
+    sdk.log_many(
+        valid_event("impression", user_id=1, pin_id=p, request_id=f"{own}{p:016x}")
+        for p in range(5)
+    )
+    sdk.log(valid_event("impression", user_id=1, pin_id=50, request_id=f"{other}{0:016x}"))
+    sdk.log(valid_event("impression", user_id=1, pin_id=51))  # request_id "req-1"
+    sdk.log(valid_event("save", user_id=1, pin_id=3))  # engagement: applied whoever served it
+    sdk.flush()
+    consumer = ReactionConsumer(event_log, store, skip_request_prefix=own)
+    while consumer.step():
+        pass
+    assert consumer.stats.skipped == 5 and consumer.stats.applied == 3
+    (state,) = store.user_state([1])
+    assert set(state.seen) == {50, 51}
+    assert state.recent_pins.tolist() == [3]
+    assert sum(consumer.lag().values()) == 0  # skipped records are committed past too
+    consumer.close()
+    with pytest.raises(ValueError, match="skip_request_prefix"):
+        ReactionConsumer(event_log, store, skip_request_prefix="")

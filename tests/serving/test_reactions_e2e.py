@@ -21,6 +21,7 @@ import pytest
 
 from homefeed.config import LocalLogConfig, ModelsConfig, RankerConfig, SdkConfig, SourceConfig
 from homefeed.events.sdk import EventLogger
+from homefeed.events.validate import new_event_id
 from homefeed.log.local import LocalLog
 from homefeed.models.bundle import ModelBundle
 from homefeed.models.data import Action, TrainingData, action_weights
@@ -386,10 +387,12 @@ def stack(request: pytest.FixtureRequest, bundle, data, tmp_path: Path) -> Itera
     store = open_online_store(config)
     event_log = LocalLog(LocalLogConfig(path=str(tmp_path / "log"), fsync="never"))
     logger = EventLogger(event_log, config=SdkConfig(linger_ms=10), source="feed-api")
-    backend = OnlineBackend(bundle, data, store)
+    # Wired as `homefeed serve` wires them: pages applied as served, their impressions skipped.
+    backend = OnlineBackend(bundle, data, store, record_served=True)
     feed_config = FeedServiceConfig(session_items=120, max_limit=50)  # type: ignore[call-arg]
     app = create_app(backend, logger, feed_config)
-    with ReactionThread(event_log, store, data.pins) as reactions:
+    own = new_event_id.prefix
+    with ReactionThread(event_log, store, data.pins, skip_request_prefix=own) as reactions:
         yield Stack(TestClient(app), backend, reactions, app.state.service)
     logger.close()
     event_log.close()
@@ -452,6 +455,22 @@ def test_a_hidden_pin_never_returns(stack: Stack, data) -> None:
         assert not {on_page, deep} & set(_walk(stack.client, user))
     excluded = stack.backend.exclusions(user, int(time.time() * 1000))
     assert {on_page, deep} <= set(excluded.hidden.tolist())
+
+
+def test_served_pages_are_seen_and_counted_once(stack: Stack, data) -> None:
+    user = _active_user(data)
+    first = _page(stack.client, user, 10)
+    second = _page(stack.client, user, 10, first["next_cursor"])
+    served = [i["pin_id"] for i in first["items"] + second["items"]]
+    consumer = stack.reactions.consumer
+    # The impressions reach the log and the consumer, which skips them: served() applied them.
+    _until(lambda: consumer.stats.skipped == len(served))
+    _until(lambda: sum(consumer.lag().values()) == 0)
+    (state,) = stack.backend.store.user_state([user])
+    assert set(served) <= set(state.seen)
+    counts = stack.backend.store.pin_counters(served, since_ms=0)
+    assert counts[:, 0].tolist() == [1] * len(served)  # one impression each, not two
+    assert consumer.stats.applied == 0
 
 
 def test_a_pin_hidden_mid_session_is_skipped_on_later_pages(stack: Stack, data) -> None:

@@ -169,6 +169,7 @@ def serve_app(
         backend = OnlineBackend(
             model, data, store, recent_window_hours=config.recent_window_hours,
             pool_ttl_s=config.candidate_cache_ttl_s, pool_cache_users=config.candidate_cache_users,
+            record_served=consumer_group is not None,
         )  # fmt: skip
         app = create_app(backend, logger, config, sessions=sessions, cursors=cursors)
         app.state.homefeed_config = cfg  # the console reads the log and lake this config names
@@ -200,11 +201,17 @@ def _freeze_startup_objects() -> None:
 def _reactions(
     event_log: EventLog, store: OnlineStore, data: TrainingData, partitions: int, group: str | None
 ) -> AbstractContextManager[object]:
+    from homefeed.events.validate import new_event_id
     from homefeed.serving.api.online_backend import ReactionThread
 
     if group is None:
         return nullcontext()
-    return ReactionThread(event_log, store, data.pins, partitions=partitions, group=group)
+    # This process's pages are applied to the store as they are served (OnlineBackend's
+    # record_served), so the consumer skips their impressions: most of the stream.
+    return ReactionThread(
+        event_log, store, data.pins, partitions=partitions, group=group,
+        skip_request_prefix=new_event_id.prefix,
+    )  # fmt: skip
 
 
 def _production(

@@ -106,6 +106,7 @@ class OnlineBackend(BundleBackend):
         model_version: str | None = None,
         pool_ttl_s: float = 0.0,
         pool_cache_users: int = 10_000,
+        record_served: bool = False,
     ) -> None:
         if realtime_k < 0:
             raise ValueError(f"realtime_k = {realtime_k}: must be >= 0")
@@ -117,6 +118,9 @@ class OnlineBackend(BundleBackend):
         self.realtime_k, self.max_seeds = realtime_k, max_seeds
         self.seed_half_life_ms = seed_half_life_hours * HOUR_MS
         self.store_errors = 0
+        # True when this process's reaction consumer skips the impressions of its own pages
+        # (``skip_request_prefix``): ``served`` then applies them (seen and counted) itself.
+        self.record_served = record_served
         self._cache: _RequestCache[OnlineSignals] = _RequestCache()
         self._exclusions: _RequestCache[Exclusions] = _RequestCache()
 
@@ -155,7 +159,11 @@ class OnlineBackend(BundleBackend):
         self._cache.drop(user_id)
         self._exclusions.drop(user_id)
         try:
-            self.store.mark_seen(user_id, [int(p) for p in pins], now_ms)
+            pin_ids = np.asarray(pins, dtype=np.int64).tolist()
+            if self.record_served:
+                self.store.record_served(user_id, pin_ids, now_ms)
+            else:
+                self.store.mark_seen(user_id, pin_ids, now_ms)
         except OnlineStoreError:
             self.store_errors += 1
             log.exception("online store mark_seen failed; remembering user %d's pins here", user_id)
@@ -220,11 +228,13 @@ class ReactionThread:
         group: str = GROUP,
         yield_s: float = 0.0005,
         max_records: int = 1024,
+        skip_request_prefix: str | None = None,
     ) -> None:
         self.consumer = ReactionConsumer(
             event_log, store, group=group, pin_topics=pin_topics_from_catalogue(pins),
             partitions=partitions, poll_timeout_s=poll_timeout_s,
             commit_interval_s=commit_interval_s, yield_s=yield_s, max_records=max_records,
+            skip_request_prefix=skip_request_prefix,
         )  # fmt: skip
         self._stop = threading.Event()
         self._thread = threading.Thread(

@@ -77,6 +77,7 @@ class FeedServiceConfig(Section):
         "temporary file per start (sessions do not outlive the service).",
     )  # fmt: skip
     feed_threads: int = Field(
-        1, ge=1, le=64, description="Feed requests computed at once; the rest queue in order "
-        "(the work holds the GIL, so more threads only make every request slower).",
+        0, ge=0, le=64, description="0: feed pages are computed on the event loop, one at a "
+        "time (fastest when the page is CPU work: embedded ranker, local store). N: on N "
+        "threads, so other requests go on while a page waits on Redis or a remote ranker.",
     )  # fmt: skip

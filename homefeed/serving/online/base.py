@@ -15,6 +15,9 @@ trending. The contract every backend honours (tests/serving/test_online_contract
 * Hidden pins: every pin the user hid (until the user's keys expire).
 * Seen pins: impressions and ``mark_seen``; pin -> the latest time it was seen; at most
   ``seen_capacity`` pins, keeping the latest by time.
+* ``record_served(user, pins, t)`` has the effect of applying one impression per pin at ``t``
+  (seen and counted), for a feed server that applies the pages it serves itself instead of
+  waiting for their impression events (see ``ReactionConsumer.skip_request_prefix``).
 * Topic affinity: for each engagement, ``ACTION_WEIGHT[action]`` is added to each of the pin's
   topics, decayed by event time with ``affinity_half_life_hours``; ``user_state(now_ms=...)``
   reports the sum decayed to ``now_ms``. Out-of-order events decay correctly (the sum is the
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from homefeed.closing import Closing
+from homefeed.events.validate import new_event_id
 from homefeed.models.data import ACTION_WEIGHT, Action
 from homefeed.serving.settings import OnlineStoreConfig
 
@@ -110,6 +114,20 @@ class OnlineStore(Closing, ABC):
     @abstractmethod
     def mark_seen(self, user_id: int, pin_ids: Sequence[int], time_ms: int) -> None:
         """Record that the user was shown these pins at ``time_ms`` (a served feed)."""
+
+    def record_served(self, user_id: int, pin_ids: Sequence[int], time_ms: int) -> None:
+        """Apply a served page's impressions: each pin seen at ``time_ms`` and counted.
+
+        The default applies one impression reaction per pin (one round trip on remote
+        backends); ``LocalOnlineStore`` does the same without the reaction objects.
+        """
+        (uid,) = check_ids("user_id", [user_id])
+        pins = check_ids("pin_ids", pin_ids)
+        prefix = f"served-{new_event_id()}-"
+        self.apply(
+            [Reaction(f"{prefix}{i}", uid, p, Action.IMPRESSION, int(time_ms)) for i, p in
+             enumerate(pins)]
+        )  # fmt: skip
 
     @abstractmethod
     def pin_counters(self, pin_ids: Sequence[int], since_ms: int) -> np.ndarray:

@@ -118,10 +118,12 @@ class LocalOnlineStore(OnlineStore):
 
     def _count(self, r: Reaction) -> None:
         column = COUNTER_OF_ACTION.get(r.action)
-        if column is None:
-            return
-        hours = self._pins.setdefault(r.pin_id, {})
-        hour = r.time_ms // HOUR_MS
+        if column is not None:
+            self._count_one(r.pin_id, r.time_ms, column)
+
+    def _count_one(self, pin: int, time_ms: int, column: int) -> None:
+        hours = self._pins.setdefault(pin, {})
+        hour = time_ms // HOUR_MS
         latest = max(hours, default=hour)
         if hour <= latest - self.config.counter_window_hours:
             return  # older than the window the pin keeps
@@ -160,6 +162,17 @@ class LocalOnlineStore(OnlineStore):
         pins = check_ids("pin_ids", pin_ids)
         with self._lock:
             self._see(self._user(uid), pins, int(time_ms))
+
+    def record_served(self, user_id: int, pin_ids: Sequence[int], time_ms: int) -> None:
+        # Served pages never come twice, so they take no place in the dedup ring (25 ids a
+        # page would push the ids of real engagements out of it).
+        (uid,) = check_ids("user_id", [user_id])
+        pins = check_ids("pin_ids", pin_ids)
+        t = int(time_ms)
+        with self._lock:
+            self._see(self._user(uid), pins, t)
+            for pin in pins:
+                self._count_one(pin, t, COUNTER_OF_ACTION[Action.IMPRESSION])
 
     def pin_counters(self, pin_ids: Sequence[int], since_ms: int) -> np.ndarray:
         pins = check_ids("pin_ids", pin_ids)

@@ -5,6 +5,11 @@ It reads ``events.{impression,closeup,click,save,hide}`` as consumer group
 then commits past them. A crash between apply and commit redelivers the batch; the store's
 dedup by event id makes that harmless (at-least-once delivery, exactly-once effect).
 
+A feed server that applies the pages it serves itself (``OnlineStore.record_served``) passes
+``skip_request_prefix``, its request ids' prefix: impressions of its own requests are then
+skipped here instead of applied twice. They are most of the stream, and the server applies
+them at serve time, with no lag and no parsing.
+
 Record values are events the SDK already validated (canonical JSON); a record that still does
 not parse is counted in ``stats.malformed`` and skipped, so one bad record cannot stall the
 feed's freshness.
@@ -65,6 +70,7 @@ class ReactionStats:
     applied: int = 0  # new to the store
     duplicates: int = 0  # already applied (redelivered)
     malformed: int = 0
+    skipped: int = 0  # impressions of this server's own pages (applied when served)
     batches: int = 0
     # Log append -> applied, ms, of the latest batch's records (the freshness of the store).
     last_delay_ms: list[float] = field(default_factory=list)
@@ -85,6 +91,7 @@ class ReactionConsumer:
         partitions: int = 4,
         commit_interval_s: float = 0.0,
         yield_s: float = 0.0,
+        skip_request_prefix: str | None = None,
     ) -> None:
         if commit_interval_s < 0:
             raise ValueError(f"commit_interval_s = {commit_interval_s}: must be >= 0")
@@ -103,6 +110,9 @@ class ReactionConsumer:
         # Beside a server: applying a 5,000-record poll holds the GIL for ~50 ms, the whole
         # p99 of feed requests. Chunks with a short sleep between let requests run.
         self.yield_s = yield_s
+        if skip_request_prefix == "":
+            raise ValueError("skip_request_prefix = '': would skip every impression")
+        self.skip_request_prefix = skip_request_prefix
         self._pending: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
         for topic in TOPICS:  # a fresh log has no topics yet; the SDK makes the same ones
@@ -179,6 +189,9 @@ class ReactionConsumer:
     def _parse(self, record: Record) -> Reaction | None:
         try:
             event = orjson.loads(record.value)
+            if self._own_impression(event):
+                self.stats.skipped += 1
+                return None
             reaction = Reaction(
                 event_id=str(event["event_id"]),
                 user_id=int(event["user_id"]),
@@ -191,6 +204,13 @@ class ReactionConsumer:
             log.warning("skipping malformed record %s[%d]@%d: %r", *_where(record), e)
             return None
         return reaction
+
+    def _own_impression(self, event: dict[str, object]) -> bool:
+        prefix = self.skip_request_prefix
+        if prefix is None or event.get("event_type") != "impression":
+            return False
+        request_id = event.get("request_id")
+        return isinstance(request_id, str) and request_id.startswith(prefix)
 
     def _count(self, records: list[Record], reactions: int, applied: int) -> None:
         now = time.time() * 1000
