@@ -211,35 +211,51 @@ def serve(
         int | None, typer.Option(min=1, max=65535, help="TCP port (default: config, 8080).")
     ] = None,
 ) -> None:
-    """Serve the feed API on the registry's versions, routing and judging canaries."""
-    import uvicorn
+    """Serve the feed API on the registry's versions, routing and judging canaries.
+
+    Each version is served as `homefeed serve` serves one (online store, reaction consumer,
+    compiled ranker, cached candidate pools); the arms share the online store."""
+    from contextlib import closing
+
+    from threadpoolctl import threadpool_limits
 
     from homefeed.events.sdk import EventLogger
     from homefeed.models.registry import ModelRegistry
     from homefeed.serving.api.app import create_app
-    from homefeed.serving.api.cli import feed_config
+    from homefeed.serving.api.cli import feed_config, online_backend, reaction_thread, run_uvicorn
     from homefeed.serving.deploy.controller import DeployError, registry_loader
     from homefeed.serving.deploy.loop import DeployLoop
+    from homefeed.serving.deploy.router import stable_pin_topics
+    from homefeed.serving.online import open_online_store
+    from homefeed.serving.online.reactions import GROUP
 
+    threadpool_limits(1)  # as `homefeed serve`: per-request products are tiny
     cfg, config = settings.config, feed_config()
     lake = open_lake_store()
     registry = ModelRegistry(lake, cfg.models.name)
-    loader = registry_loader(registry, lambda version: _training_data(registry, version))
     with (
+        closing(open_online_store(cfg.serving.online)) as store,
         opened_log() as event_log,
         EventLogger(
             event_log, config=cfg.sdk, source="feed-api", partitions=cfg.log.partitions,
             retention_ms=retention_ms(), on_reject=lambda r: None,
         ) as logger,
     ):  # fmt: skip
+        loader = registry_loader(
+            registry, lambda version: _training_data(registry, version),
+            make_backend=lambda bundle, data, version: online_backend(
+                cfg, bundle, data, store, model_version=version),
+        )  # fmt: skip
         try:
             loop = DeployLoop(lake, event_log, cfg.models.name, loader, deploy_config(),
                               cfg.log.partitions)  # fmt: skip
         except DeployError as e:
             fail(str(e))
-        with loop:
+        topics = stable_pin_topics(loop.router)
+        with loop, reaction_thread(event_log, store, topics, cfg.log.partitions, GROUP):
             app = create_app(loop.router, logger, config)
-            uvicorn.run(app, host=host or config.host, port=port or config.port)
+            app.state.homefeed_config = cfg
+            run_uvicorn(app, config, host, port)
 
 
 def _training_data(registry: ModelRegistry, version: str) -> TrainingData:

@@ -21,13 +21,17 @@ from homefeed.cli.common import console, fail, settings
 from homefeed.serving.api.settings import FeedServiceConfig
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from homefeed.config import HomefeedConfig
     from homefeed.log.base import EventLog
     from homefeed.models.bundle import ModelBundle
-    from homefeed.models.data import TrainingData
+    from homefeed.models.data import Pins, TrainingData
+    from homefeed.serving.api.online_backend import OnlineBackend
     from homefeed.serving.api.session import CursorCodec, Sessions
     from homefeed.serving.api.workers import DataOrigin
     from homefeed.serving.online.base import OnlineStore
+    from homefeed.serving.online.reactions import PinTopics
 
 DEFAULT_SOURCES = "following,pixie,trending"
 GC_YOUNG_THRESHOLD = 2_000  # allocations between young collections (CPython's default: 700)
@@ -138,21 +142,16 @@ def serve_app(
 ) -> None:
     """The feed API (uvicorn) on an OnlineBackend, with the reaction consumer beside it
     (as ``consumer_group``; None: no consumer, another process feeds the shared store)."""
-    import uvicorn
     from threadpoolctl import threadpool_limits
 
     from homefeed.events.sdk import EventLogger
     from homefeed.log.factory import open_log
     from homefeed.serving.api.app import create_app
-    from homefeed.serving.api.online_backend import OnlineBackend
     from homefeed.serving.online import open_online_store
 
     # Per-request products are tiny: waking BLAS thread pools for them costs more than they do.
     threadpool_limits(1)
     config = cfg.serving.api
-    if config.compile_ranker:
-        compiled = model.ranker.compile()
-        console.print(f"ranker heads compiled to native code: {', '.join(compiled) or 'none'}")
     with (
         closing(open_online_store(cfg.serving.online)) as store,
         open_log(cfg.log) as event_log,
@@ -164,21 +163,54 @@ def serve_app(
             retention_ms=int(cfg.log.retention_hours * 3_600_000),
             on_reject=lambda r: None,
         ) as logger,
-        _reactions(event_log, store, data, cfg.log.partitions, consumer_group),
+        reaction_thread(event_log, store, data.pins, cfg.log.partitions, consumer_group),
     ):
-        backend = OnlineBackend(
-            model, data, store, recent_window_hours=config.recent_window_hours,
-            pool_ttl_s=config.candidate_cache_ttl_s, pool_cache_users=config.candidate_cache_users,
-            record_served=consumer_group is not None,
-        )  # fmt: skip
+        backend = online_backend(cfg, model, data, store, record_served=consumer_group is not None)
         app = create_app(backend, logger, config, sessions=sessions, cursors=cursors)
         app.state.homefeed_config = cfg  # the console reads the log and lake this config names
-        _freeze_startup_objects()
-        bind_host, bind_port = host or config.host, port or config.port
-        server = uvicorn.Config(
-            app, host=bind_host, port=bind_port, access_log=config.access_log, proxy_headers=False
-        )
-        uvicorn.Server(server).run(sockets=sockets)
+        run_uvicorn(app, config, host, port, sockets)
+
+
+def online_backend(
+    cfg: HomefeedConfig,
+    model: ModelBundle,
+    data: TrainingData,
+    store: OnlineStore,
+    *,
+    model_version: str | None = None,
+    record_served: bool = True,
+) -> OnlineBackend:
+    """``model`` served as ``[serving.api]`` says: ranker compiled, candidate pools cached, the
+    online store read per request (``record_served``: see ``OnlineBackend``)."""
+    from homefeed.serving.api.online_backend import OnlineBackend
+
+    config = cfg.serving.api
+    if config.compile_ranker:
+        compiled = model.ranker.compile()
+        console.print(f"ranker heads compiled to native code: {', '.join(compiled) or 'none'}")
+    return OnlineBackend(
+        model, data, store, recent_window_hours=config.recent_window_hours,
+        pool_ttl_s=config.candidate_cache_ttl_s, pool_cache_users=config.candidate_cache_users,
+        model_version=model_version, record_served=record_served,
+    )  # fmt: skip
+
+
+def run_uvicorn(
+    app: FastAPI,
+    config: FeedServiceConfig,
+    host: str | None,
+    port: int | None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve ``app`` until interrupted, the startup objects kept out of garbage collections."""
+    import uvicorn
+
+    _freeze_startup_objects()
+    bind_host, bind_port = host or config.host, port or config.port
+    server = uvicorn.Config(
+        app, host=bind_host, port=bind_port, access_log=config.access_log, proxy_headers=False
+    )
+    uvicorn.Server(server).run(sockets=sockets)
 
 
 def _freeze_startup_objects() -> None:
@@ -198,9 +230,15 @@ def _freeze_startup_objects() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
-def _reactions(
-    event_log: EventLog, store: OnlineStore, data: TrainingData, partitions: int, group: str | None
+def reaction_thread(
+    event_log: EventLog,
+    store: OnlineStore,
+    pins: Pins | PinTopics,
+    partitions: int,
+    group: str | None,
 ) -> AbstractContextManager[object]:
+    """The reaction consumer beside a server whose backends record what they serve (``pins``:
+    the catalogue, or a lookup of pins' topics); none when ``group`` is None."""
     from homefeed.events.validate import new_event_id
     from homefeed.serving.api.online_backend import ReactionThread
 
@@ -209,7 +247,7 @@ def _reactions(
     # This process's pages are applied to the store as they are served (OnlineBackend's
     # record_served), so the consumer skips their impressions: most of the stream.
     return ReactionThread(
-        event_log, store, data.pins, partitions=partitions, group=group,
+        event_log, store, pins, partitions=partitions, group=group,
         skip_request_prefix=new_event_id.prefix,
     )  # fmt: skip
 

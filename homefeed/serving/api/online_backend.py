@@ -39,7 +39,12 @@ from homefeed.models.online import (
 from homefeed.serving.api.backend import CandidatePool, Exclusions
 from homefeed.serving.api.bundle_backend import BundleBackend
 from homefeed.serving.online.base import OnlineStore, OnlineStoreError, UserOnlineState
-from homefeed.serving.online.reactions import GROUP, ReactionConsumer, pin_topics_from_catalogue
+from homefeed.serving.online.reactions import (
+    GROUP,
+    PinTopics,
+    ReactionConsumer,
+    pin_topics_from_catalogue,
+)
 
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
@@ -220,7 +225,7 @@ class ReactionThread:
         self,
         event_log: EventLog,
         store: OnlineStore,
-        pins: Pins,
+        pins: Pins | PinTopics,
         *,
         partitions: int = 4,
         poll_timeout_s: float = 0.05,
@@ -231,7 +236,8 @@ class ReactionThread:
         skip_request_prefix: str | None = None,
     ) -> None:
         self.consumer = ReactionConsumer(
-            event_log, store, group=group, pin_topics=pin_topics_from_catalogue(pins),
+            event_log, store, group=group,
+            pin_topics=pin_topics_from_catalogue(pins) if isinstance(pins, Pins) else pins,
             partitions=partitions, poll_timeout_s=poll_timeout_s,
             commit_interval_s=commit_interval_s, yield_s=yield_s, max_records=max_records,
             skip_request_prefix=skip_request_prefix,

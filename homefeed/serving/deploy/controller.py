@@ -30,7 +30,12 @@ from homefeed.serving.deploy.signals import DeploySignals
 from homefeed.serving.deploy.state import DeployState, DeployStore
 
 if TYPE_CHECKING:
+    from homefeed.models.bundle import ModelBundle
     from homefeed.models.data import TrainingData
+    from homefeed.serving.api.backend import FeedBackend
+
+    # (bundle, its training window's data, version) -> the backend serving that version
+    BackendFactory = Callable[[ModelBundle, TrainingData, str], FeedBackend]
 
 log = logging.getLogger(__name__)
 
@@ -221,23 +226,31 @@ def registry_loader(
     registry: ModelRegistry,
     data_for: Callable[[str], TrainingData],
     cache_dir: Path | None = None,
+    make_backend: BackendFactory | None = None,
 ) -> Loader:
-    """Load a registered version as a ``BundleBackend`` (fetched once into ``cache_dir``) over
-    ``data_for(version)``: the catalogue and users that version was trained on."""
+    """Load a registered version (fetched once into ``cache_dir``) over ``data_for(version)``,
+    the catalogue and users that version was trained on, as ``make_backend(bundle, data,
+    version)``: a plain ``BundleBackend`` unless given (``homefeed deploy serve`` gives the
+    ``OnlineBackend`` of ``homefeed serve``)."""
     from homefeed.models.bundle import ModelBundle
-    from homefeed.serving.api.bundle_backend import BundleBackend
 
     root = cache_dir or Path(tempfile.mkdtemp(prefix="homefeed-deploy-"))
+    build = make_backend or _bundle_backend
 
-    def load(version: str) -> BundleBackend:
+    def load(version: str) -> FeedBackend:
         target = root / registry.name / version
         if not (target / "bundle.json").exists():
             shutil.rmtree(target, ignore_errors=True)
             registry.fetch(version, target)
-        bundle = ModelBundle.load(target)
-        return BundleBackend(bundle, data_for(version), model_version=version)
+        return build(ModelBundle.load(target), data_for(version), version)
 
     return load
+
+
+def _bundle_backend(bundle: ModelBundle, data: TrainingData, version: str) -> FeedBackend:
+    from homefeed.serving.api.bundle_backend import BundleBackend
+
+    return BundleBackend(bundle, data, model_version=version)
 
 
 def _entry(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -31,6 +31,7 @@ from homefeed.serving.api.backend import (
     PinInfo,
     UserInfo,
 )
+from homefeed.serving.online.reactions import PinTopics, pin_topics_from_catalogue
 
 LATENCY_MEMORY = 8192  # latest request latencies kept per arm, for the p99
 
@@ -206,6 +207,23 @@ class DeployRouter:
         return self._of(user_id).user(user_id)
 
 
+def stable_pin_topics(router: DeployRouter) -> PinTopics:
+    """Pins' topics from the catalogue of the version stable at each call (a promote changes
+    it), for the reaction consumer beside a routed service; a backend without a catalogue
+    (``data``) gives no topics."""
+    current: list[object] = [None, None]  # [the Pins object, its lookup]
+
+    def lookup(pin_ids: Sequence[int]) -> Sequence[tuple[str, ...]]:
+        data = getattr(router.table.stable.backend, "data", None)
+        if data is None:
+            return [() for _ in pin_ids]
+        if current[0] is not data.pins:
+            current[:] = [data.pins, pin_topics_from_catalogue(data.pins)]
+        return current[1](pin_ids)  # type: ignore[operator]
+
+    return lookup
+
+
 __all__ = [
     "Arm",
     "ArmCounters",
@@ -214,4 +232,5 @@ __all__ = [
     "RoutingTable",
     "canary_buckets",
     "in_canary",
+    "stable_pin_topics",
 ]
