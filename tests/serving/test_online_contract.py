@@ -178,6 +178,11 @@ def test_record_served_is_one_impression_per_pin(store: OnlineStore) -> None:
     assert one.recent_pins.size == 0  # served is not engagement
     assert store.pin_counters([10, 11], since_ms=0).tolist() == [[2, 1, 0, 0], [1, 0, 0, 0]]
     store.record_served(1, [], hour)
+    # The counter window (3 hours) holds as for applied impressions.
+    store.record_served(1, [11], hour + 3 * HOUR_MS)
+    assert store.pin_counters([11], since_ms=0).tolist() == [[1, 0, 0, 0]]
+    store.record_served(1, [11], hour)  # older than the window: seen, not counted
+    assert store.pin_counters([11], since_ms=0).tolist() == [[1, 0, 0, 0]]
     with pytest.raises(OnlineStoreError, match="pin_ids"):
         store.record_served(1, [-3], hour)
 

@@ -11,7 +11,8 @@ Keys (``P`` is ``key_prefix``)::
     P p:<pin>          hash  "<hour>:<column>" -> count; "@h" the latest hour
 
 One Lua script applies one reaction (dedup check and every update, atomically); a batch is
-one pipeline of script calls, so one round trip. Every key expires ``ttl_s`` after its last
+one pipeline of script calls, so one round trip; another script applies a whole served page
+(``record_served``) in one call. Every key expires ``ttl_s`` after its last
 write. Not cluster-ready: a script touches a user's keys and a pin's key, in two hash slots.
 """
 
@@ -48,7 +49,26 @@ _USER_KEYS = ("ids", "idq", "recent", "hidden", "seen", "aff")
 # KEYS: ids idq recent hidden seen aff pin
 # ARGV: event_id pin action time recent_cap dedup_cap seen_cap ttl half_life_ms share
 #       engaged(0/1) counter_column(-1: none) window_hours topics...
-_APPLY_LUA = f"""
+# Count one event in a pin's hourly counters, keeping ``window`` hours (the latest in "@h").
+_COUNT_LUA = f"""
+local function count(key, t, column, window, ttl)
+  local hour = math.floor(t / {HOUR_MS})
+  local latest = tonumber(redis.call('HGET', key, '@h')) or hour
+  if hour > latest - window then
+    redis.call('HINCRBY', key, string.format('%d:%d', hour, column), 1)
+    if hour >= latest then
+      redis.call('HSET', key, '@h', string.format('%d', hour))
+      for _, name in ipairs(redis.call('HKEYS', key)) do
+        local h = tonumber(string.match(name, '^(%d+):'))
+        if h and h <= hour - window then redis.call('HDEL', key, name) end
+      end
+    end
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+"""
+
+_APPLY_LUA = f"""{_COUNT_LUA}
 local eid, pin, action, ts = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local t = tonumber(ts)
 local ttl = tonumber(ARGV[8])
@@ -88,24 +108,24 @@ if share ~= 0 and #ARGV > 13 then
   for i = 14, #ARGV do redis.call('HINCRBYFLOAT', KEYS[6], ARGV[i], w) end
 end
 local column = tonumber(ARGV[12])
-if column >= 0 then
-  local hour = math.floor(t / {HOUR_MS})
-  local window = tonumber(ARGV[13])
-  local latest = tonumber(redis.call('HGET', KEYS[7], '@h')) or hour
-  if hour > latest - window then
-    redis.call('HINCRBY', KEYS[7], string.format('%d:%d', hour, column), 1)
-    if hour >= latest then
-      redis.call('HSET', KEYS[7], '@h', string.format('%d', hour))
-      for _, name in ipairs(redis.call('HKEYS', KEYS[7])) do
-        local h = tonumber(string.match(name, '^(%d+):'))
-        if h and h <= hour - window then redis.call('HDEL', KEYS[7], name) end
-      end
-    end
-    redis.call('EXPIRE', KEYS[7], ttl)
-  end
-end
+if column >= 0 then count(KEYS[7], t, column, tonumber(ARGV[13]), ttl) end
 for i = 1, 6 do redis.call('EXPIRE', KEYS[i], ttl) end
 return 1
+"""
+
+# KEYS: seen pin...   ARGV: time seen_cap ttl window_hours impression_column pin...
+# One served page: each pin seen and its impression counted, without dedup ids.
+_SERVED_LUA = f"""{_COUNT_LUA}
+local ts = ARGV[1]
+local t, ttl = tonumber(ts), tonumber(ARGV[3])
+local window, column = tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[1], 'GT', ts, ARGV[i + 4])
+  count(KEYS[i], t, column, window, ttl)
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+redis.call('EXPIRE', KEYS[1], ttl)
+return #KEYS - 1
 """
 
 
@@ -124,6 +144,7 @@ class RedisOnlineStore(OnlineStore):
             socket_connect_timeout=self.config.redis_timeout_s,
         )
         self._apply_script = self._redis.register_script(_APPLY_LUA)
+        self._served_script = self._redis.register_script(_SERVED_LUA)
 
     def _user_keys(self, user_id: int) -> list[str]:
         return [f"{self.config.key_prefix}u:{user_id}:{k}" for k in _USER_KEYS]
@@ -197,6 +218,20 @@ class RedisOnlineStore(OnlineStore):
         pipe.zremrangebyrank(key, 0, -(self.config.seen_capacity + 1))
         pipe.expire(key, self.config.ttl_s)
         self._execute(pipe)
+
+    def record_served(self, user_id: int, pin_ids: Sequence[int], time_ms: int) -> None:
+        (uid,) = check_ids("user_id", [user_id])
+        pins = check_ids("pin_ids", pin_ids)
+        if not pins:
+            return
+        c = self.config
+        keys = [self._user_keys(uid)[4], *(self._pin_key(p) for p in pins)]
+        args = [int(time_ms), c.seen_capacity, c.ttl_s, c.counter_window_hours]
+        args += [COUNTER_OF_ACTION[Action.IMPRESSION], *pins]
+        try:
+            self._served_script(keys=keys, args=args)
+        except redis.RedisError as e:
+            raise OnlineStoreError(f"redis online store at {self.config.redis_url}: {e}") from e
 
     def pin_counters(self, pin_ids: Sequence[int], since_ms: int) -> np.ndarray:
         pins = check_ids("pin_ids", pin_ids)
