@@ -23,6 +23,7 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check homefeed tests benchmarks
+	$(BIN)/ruff format --check homefeed tests benchmarks
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -33,7 +33,6 @@ DAILY_METRICS = (*METRICS, "click_rate", "save_rate", "hide_rate", "closeup_rate
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 
 
-
 class VariantConfig(Section):
     name: str = Field(pattern=NAME_PATTERN, description="Variant name, e.g. control.")
     weight: float = Field(
