@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -60,10 +61,12 @@ def main() -> None:
     world = {"users": args.users, "pins": args.pins, "days": args.days, "seed": args.seed}
     bundle = args.bundle or _train(world, args.sources, args.save_bundle)
     users = _users(world)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        _server(bundle, world, Path(tmp), args.cache_ttl, args.workers) as server,
-    ):
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        store = _store_env(stack, args.store)
+        server = stack.enter_context(
+            _server(bundle, world, Path(tmp), args.cache_ttl, args.workers, store)
+        )
         base = server.base
         results = _run_loop(_drive(server, users, args))
         pool, stages = _server_stats(base)
@@ -72,6 +75,16 @@ def main() -> None:
         "server mean ms per first-page stage (all rates): "
         + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
     )
+
+
+def _store_env(stack: contextlib.ExitStack, store: str) -> dict[str, str]:
+    """The server's environment for ``--store`` (a redis-server started for the run)."""
+    if store == "local":
+        return {}
+    from homefeed.testing.redis import RedisServer
+
+    url = stack.enter_context(RedisServer()).url
+    return {"HOMEFEED_SERVING_ONLINE_BACKEND": "redis", "HOMEFEED_SERVING_ONLINE_REDIS_URL": url}
 
 
 def _run_loop(main: Coroutine[Any, Any, list[RateResult]]) -> list[RateResult]:
@@ -104,6 +117,12 @@ def _parse() -> argparse.Namespace:
         help="skip the first page per user before measuring (cold candidate cache)",
     )
     ap.add_argument("--workers", type=int, default=1, help="homefeed serve --workers")
+    ap.add_argument(
+        "--store",
+        choices=("local", "redis"),
+        default="local",
+        help="online store (redis: a redis-server this benchmark starts on loopback)",
+    )
     ap.add_argument(
         "--warm-passes",
         type=int,
@@ -156,9 +175,10 @@ class _server:
         tmp: Path,
         cache_ttl: float | None,
         workers: int = 1,
+        store_env: dict[str, str] | None = None,
     ) -> None:
         self.bundle, self.world, self.tmp, self.cache_ttl = bundle, world, tmp, cache_ttl
-        self.workers = workers
+        self.workers, self.store_env = workers, store_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _server:
@@ -167,6 +187,7 @@ class _server:
         env.update({f"HOMEFEED_SIMULATOR_{k.upper()}": str(v) for k, v in self.world.items()})
         if self.cache_ttl is not None:
             env["HOMEFEED_SERVING_API_CANDIDATE_CACHE_TTL_S"] = str(self.cache_ttl)
+        env |= self.store_env
         cmd = [
             str(ROOT / ".venv/bin/homefeed"),
             "serve",
