@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from homefeed.config import ModelsConfig, RankerConfig, SourceConfig
 from homefeed.models.pipeline import train_bundle
@@ -81,6 +82,31 @@ def test_next_pages_work_on_whichever_worker_answers(server):
         }
         seen_pages += 2
     assert seen_pages == 60
+
+
+def _feed_requests(base: str) -> float:
+    """GET feed requests answered 200 so far, as /metrics reports them."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            counted = sample.name == "homefeed_http_request_seconds_count"
+            if counted and labels.get("code") == "200" and "feed" in labels.get("route", ""):
+                total += sample.value
+    return total
+
+
+def test_metrics_from_any_worker_count_every_workers_requests(server):
+    base, _, data = server
+    user = int(np.unique(data.positives().user_id)[0])
+    before = [_feed_requests(base) for _ in range(4)]
+    for _ in range(20):  # new connections: both workers answer some
+        assert httpx.get(f"{base}/v1/users/{user}/feed", timeout=30).status_code == 200
+    after = [_feed_requests(base) for _ in range(4)]
+    # Whichever worker answers the scrape, it reports the whole service's count.
+    assert len(set(before)) == 1 and len(set(after)) == 1, (before, after)
+    assert after[0] - before[0] == 20
 
 
 def test_terminating_the_parent_stops_every_worker(server):

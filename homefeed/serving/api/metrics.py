@@ -1,18 +1,26 @@
-"""Prometheus metrics of the feed service, in a registry per app (tests build many apps)."""
+"""Prometheus metrics of the feed service, in a registry per app (tests build many apps).
+
+Under ``serve --workers N`` the parent sets ``PROMETHEUS_MULTIPROC_DIR`` before spawning the
+workers: prometheus_client then keeps every worker's values in files there, and ``render``
+sums them, so a scrape reaching any worker sees the whole service.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 STAGES = ("candidates", "features", "rank", "blend", "log")
 # Sub-millisecond to a second: in-process stages take microseconds, a remote ranker tens of ms.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class FeedMetrics:
@@ -75,4 +83,8 @@ class FeedMetrics:
             self.errors.labels(route, str(code)).inc()
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):  # every worker's values, summed
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)

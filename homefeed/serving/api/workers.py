@@ -16,9 +16,11 @@ What the workers share, and how:
   the local store, each worker keeps its own, fed by its own consumer group
   (``online-features-<worker>``), so every worker sees every hide, save and impression.
 
+- ``/metrics``: prometheus_client's multiprocess mode, in a temporary directory, so any
+  worker's answer sums every worker's counters and histograms.
+
 Per worker, not shared: the candidate pool cache (route a user to one worker, e.g. by
-consistent hashing at the load balancer, to keep its hit rate) and ``/metrics`` (each
-answer is the worker that served it).
+consistent hashing at the load balancer, to keep its hit rate).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import signal
 import socket
@@ -38,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from homefeed.config import HomefeedConfig
     from homefeed.models.data import TrainingData
+
+from homefeed.serving.api.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +63,34 @@ def serve_workers(
         "data": data, "sessions": str(sessions),
     })  # fmt: skip
     sock = _listen(host, port)
+    metrics = Path(tempfile.mkdtemp(prefix="homefeed-metrics-"))
     context = multiprocessing.get_context("spawn")
     procs = [
         context.Process(target=worker_main, args=(spec, slot, sock), name=f"feed-worker-{slot}")
         for slot in range(workers)
     ]
-    for proc in procs:
-        proc.start()
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(metrics)  # read by each worker's prometheus_client import
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        _restore_env(MULTIPROC_ENV, previous)
     log.info("%d feed workers on http://%s:%d, sessions in %s", workers, host, port, sessions)
     try:
         _supervise(procs)
     finally:
         sock.close()
+        shutil.rmtree(metrics, ignore_errors=True)
         if scratch is not None:  # sessions do not outlive the service unless configured
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _listen(host: str, port: int) -> socket.socket:
