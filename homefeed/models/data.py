@@ -117,23 +117,63 @@ class Pins:
 
 @dataclass(frozen=True)
 class Edges:
-    """A weighted bipartite edge list, e.g. pin -> board (``src`` pins, ``dst`` boards)."""
+    """A weighted bipartite edge list, e.g. pin -> board (``src`` pins, ``dst`` boards).
+
+    ``first_ms``, when known, is when each edge came to exist (epoch ms, its first event, or
+    the end of the first day it was seen when only days are known): ``data_before`` drops
+    edges that did not exist yet. The weight is the whole window's.
+    """
 
     src: np.ndarray  # int64
     dst: np.ndarray  # int64
     weight: np.ndarray  # float32
+    first_ms: np.ndarray | None = None  # int64
+
+    def __post_init__(self) -> None:
+        _same_lengths("Edges", src=self.src, dst=self.dst, weight=self.weight,
+                      first_ms=self.first_ms)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.src)
 
+    def select(self, mask: np.ndarray) -> Edges:
+        first = None if self.first_ms is None else self.first_ms[mask]
+        return Edges(self.src[mask], self.dst[mask], self.weight[mask], first)
+
+    def existing_before(self, ms: int) -> Edges:
+        """The edges that existed before ``ms`` (all of them when their times are unknown)."""
+        return self if self.first_ms is None else self.select(self.first_ms < ms)
+
 
 @dataclass(frozen=True)
 class Follows:
-    """Who follows what: target_type 0 = user, 1 = board."""
+    """Who follows what: target_type 0 = user, 1 = board.
+
+    ``since_ms``, when known, is the time of the follow that made each one current; a follow
+    made, dropped and made again counts from the last time.
+    """
 
     user_id: np.ndarray  # int64
     target_type: np.ndarray  # int8
     target_id: np.ndarray  # int64
+    since_ms: np.ndarray | None = None  # int64
+
+    def __post_init__(self) -> None:
+        _same_lengths("Follows", user_id=self.user_id, target_type=self.target_type,
+                      target_id=self.target_id, since_ms=self.since_ms)  # fmt: skip
+
+    def existing_before(self, ms: int) -> Follows:
+        """The follows current before ``ms`` (all of them when their times are unknown)."""
+        if self.since_ms is None:
+            return self
+        m = self.since_ms < ms
+        return Follows(self.user_id[m], self.target_type[m], self.target_id[m], self.since_ms[m])
+
+
+def _same_lengths(kind: str, **columns: np.ndarray | None) -> None:
+    lengths = {name: len(c) for name, c in columns.items() if c is not None}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{kind} columns differ in length: {lengths}")
 
 
 USER, BOARD = 0, 1

@@ -110,10 +110,11 @@ class TrainingDataBuilder:
     def _build_pin_boards(self, as_of: int) -> Edges:
         rows = np.array(self._pin_board, dtype=np.float64).reshape(-1, 4)
         rows = rows[rows[:, 3] < as_of]
-        pairs, weight = _sum_by_pair(
-            rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), rows[:, 2]
-        )
-        return Edges(pairs[:, 0], pairs[:, 1], weight.astype(np.float32))
+        pairs, weight, first = _sum_by_pair(
+            rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), rows[:, 2],
+            rows[:, 3].astype(np.int64),
+        )  # fmt: skip
+        return Edges(pairs[:, 0], pairs[:, 1], weight.astype(np.float32), first)
 
     def _build_boards(self, as_of: int) -> Edges:
         items = sorted((b, v) for b, v in self._boards.items() if v[1] < as_of)
@@ -121,25 +122,33 @@ class TrainingDataBuilder:
             np.array([b for b, _ in items], dtype=np.int64),
             np.array([v[0] for _, v in items], dtype=np.int64),
             np.ones(len(items), dtype=np.float32),
+            np.array([v[1] for _, v in items], dtype=np.int64),
         )
 
     def _build_follows(self, as_of: int) -> Follows:
         # The latest follow/unfollow before as_of decides; replaying keeps only the final state.
-        state: dict[tuple[int, int, int], bool] = {}
+        state: dict[tuple[int, int, int], tuple[bool, int]] = {}
         for key, (on, t) in sorted(self._follows.items(), key=lambda kv: kv[1][1]):
             if t < as_of:
-                state[key] = on
-        keys = sorted(k for k, on in state.items() if on)
-        arr = np.array(keys, dtype=np.int64).reshape(-1, 3)
-        return Follows(arr[:, 0].copy(), arr[:, 1].astype(np.int8), arr[:, 2].copy())
+                state[key] = (on, t)
+        rows = sorted((*k, t) for k, (on, t) in state.items() if on)
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        return Follows(arr[:, 0].copy(), arr[:, 1].astype(np.int8), arr[:, 2].copy(),
+                       arr[:, 3].copy())  # fmt: skip
 
 
-def _sum_by_pair(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sum_by_pair(
+    a: np.ndarray, b: np.ndarray, w: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique (a, b) pairs, their summed weights and their earliest times."""
     pairs = np.stack([a, b], axis=1)
     if not len(pairs):
-        return pairs.reshape(0, 2), np.empty(0)
+        return pairs.reshape(0, 2), np.empty(0), np.empty(0, dtype=np.int64)
     uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    return uniq, np.bincount(inverse.ravel(), weights=w, minlength=len(uniq))
+    inverse = inverse.ravel()
+    first = np.full(len(uniq), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, inverse, t)
+    return uniq, np.bincount(inverse, weights=w, minlength=len(uniq)), first
 
 
 __all__ = ["BOARD", "USER", "TrainingDataBuilder", "event_ms"]

@@ -47,6 +47,7 @@ ENGAGEMENT_TABLES = {
 PIN_BOARD_TABLE = "tables/pin_board_edges"
 EXAMPLES_TABLE = "tables/training_examples"
 PART = "part-0000.parquet"
+DAY_MS = 86_400_000
 _LATEST = "ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY event_time DESC, _partition DESC, "
 _LATEST += "_offset DESC)"
 
@@ -299,33 +300,39 @@ def read_engagements(engine: Engine, window: Window) -> Engagements:
 
 
 def read_pin_boards(engine: Engine, window: Window, from_job_table: bool) -> Edges:
-    """Pin -> board weights: one per save into the board, one for the pin's creation on it."""
+    """Pin -> board weights: one per save into the board, one for the pin's creation on it,
+    with the time each edge first appeared (``Edges.first_ms``)."""
     if from_job_table:
         # The job's weight is saves + create_weight * created, create_weight being 1.0 too.
+        # Its rows are per day: an edge is known from the end of the first day it was seen.
         sql = (
-            "SELECT pin_id, board_id, SUM(weight) AS weight FROM pin_board_edges "
+            "SELECT pin_id, board_id, SUM(weight) AS weight, "
+            "CAST(CAST(MIN(dt) AS DATE) AS TIMESTAMP) AS first_day FROM pin_board_edges "
             f"WHERE {window.all_days()} GROUP BY pin_id, board_id"
         )
     else:
         sql = (
-            "SELECT pin_id, board_id, CAST(COUNT(*) AS DOUBLE) AS weight FROM ("
-            f"SELECT pin_id, board_id FROM save WHERE {window.inside()} UNION ALL "
-            f"SELECT pin_id, board_id FROM pin_create WHERE {window.inside()}"
+            "SELECT pin_id, board_id, CAST(COUNT(*) AS DOUBLE) AS weight, "
+            "MIN(event_time) AS first_time FROM ("
+            f"SELECT pin_id, board_id, event_time FROM save WHERE {window.inside()} UNION ALL "
+            f"SELECT pin_id, board_id, event_time FROM pin_create WHERE {window.inside()}"
             ") AS e GROUP BY pin_id, board_id"
         )
     cols = read_columns(engine, f"{sql} ORDER BY pin_id, board_id")
-    return Edges(cols["pin_id"], cols["board_id"], cols["weight"].astype(np.float32))
+    first = cols["first_day"] + (DAY_MS - 1) if from_job_table else cols["first_time"]
+    return Edges(cols["pin_id"], cols["board_id"], cols["weight"].astype(np.float32), first)
 
 
 def read_board_owners(engine: Engine, window: Window) -> Edges:
+    """Each board's owner by its latest ``board_create`` before ``end``, from that time on."""
     sql = (
-        "SELECT board_id, user_id FROM (SELECT board_id, user_id, "
+        "SELECT board_id, user_id, event_time FROM (SELECT board_id, user_id, event_time, "
         f"{_LATEST.format(key='board_id')} AS rn FROM board_create WHERE {window.before_end()}"
         ") AS latest WHERE rn = 1 ORDER BY board_id"
     )
     cols = read_columns(engine, sql)
     ones = np.ones(len(cols["board_id"]), dtype=np.float32)
-    return Edges(cols["board_id"], cols["user_id"], ones)
+    return Edges(cols["board_id"], cols["user_id"], ones, cols["event_time"])
 
 
 def read_follows(engine: Engine, window: Window) -> Follows:
@@ -333,12 +340,13 @@ def read_follows(engine: Engine, window: Window) -> Follows:
     key = "user_id, target_type, target_id"
     sql = (
         "SELECT user_id, CASE WHEN target_type = 'user' THEN 0 ELSE 1 END AS target_code, "
-        f"target_id FROM (SELECT {key}, action, {_LATEST.format(key=key)} AS rn "
-        f"FROM follow WHERE {window.before_end()}) AS latest "
+        f"target_id, event_time FROM (SELECT {key}, action, event_time, "
+        f"{_LATEST.format(key=key)} AS rn FROM follow WHERE {window.before_end()}) AS latest "
         "WHERE rn = 1 AND action = 'follow' ORDER BY user_id, target_code, target_id"
     )
     cols = read_columns(engine, sql)
-    return Follows(cols["user_id"], cols["target_code"].astype(np.int8), cols["target_id"])
+    return Follows(cols["user_id"], cols["target_code"].astype(np.int8), cols["target_id"],
+                   cols["event_time"])  # fmt: skip
 
 
 def read_pins(engine: Engine, window: Window) -> Pins:

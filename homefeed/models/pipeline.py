@@ -124,10 +124,12 @@ def _users_within(rows_per_user: np.ndarray, max_rows: int | None, rng: np.rando
 
 
 def data_before(data: TrainingData, ms: int) -> TrainingData:
-    """``data`` as it was just before ``ms``: engagements and pins strictly earlier.
+    """``data`` as it was just before ``ms``: engagements and pins strictly earlier, the
+    pin-board edges, board owners and follows that existed by then.
 
-    Pin-board edges and follows carry no time in ``TrainingData``; edges of pins created
-    later are dropped, the rest is kept as is (see the module docs of ``data.py``).
+    Edges and follows whose times the loader did not know are kept (edges of pins created
+    later still go). An edge's weight is the whole window's count; only its existence is
+    point in time.
     """
     eng = data.engagements.select(data.engagements.time_ms < ms)
     pins = data.pins
@@ -141,13 +143,14 @@ def data_before(data: TrainingData, ms: int) -> TrainingData:
         topic_codes=pins.topic_codes[kept_codes],
         text=tuple(t for t, k in zip(pins.text, keep, strict=True) if k) if pins.text else None,
     )  # fmt: skip
-    dropped = np.isin(data.pin_boards.src, pins.pin_id[~keep])
-    edges = data.pin_boards
-    new_edges = replace(edges, src=edges.src[~dropped], dst=edges.dst[~dropped],
-                        weight=edges.weight[~dropped])  # fmt: skip
+    edges = data.pin_boards.existing_before(ms)
+    edges = edges.select(~np.isin(edges.src, pins.pin_id[~keep]))
     meta = {**data.meta, "before_ms": int(ms)}
-    return replace(data, engagements=eng, pins=new_pins, pin_boards=new_edges,
-                   as_of_ms=min(int(ms), data.as_of_ms), meta=meta)  # fmt: skip
+    return replace(
+        data, engagements=eng, pins=new_pins, pin_boards=edges,
+        board_owner=data.board_owner.existing_before(ms), follows=data.follows.existing_before(ms),
+        as_of_ms=min(int(ms), data.as_of_ms), meta=meta,
+    )  # fmt: skip
 
 
 def enabled_sources(config: ModelsConfig) -> dict[str, CandidateSource]:

@@ -101,10 +101,10 @@ def assert_same(got: TrainingData, want: TrainingData) -> None:
         assert np.array_equal(getattr(got.pins, name), getattr(want.pins, name)), name
     assert got.pins.topics == want.pins.topics and got.pins.text == want.pins.text
     for part in ("pin_boards", "board_owner"):
-        for column in ("src", "dst", "weight"):
+        for column in ("src", "dst", "weight", "first_ms"):
             a, b = getattr(getattr(got, part), column), getattr(getattr(want, part), column)
             assert a.dtype == b.dtype and np.array_equal(a, b), (part, column)
-    for column in ("user_id", "target_type", "target_id"):
+    for column in ("user_id", "target_type", "target_id", "since_ms"):
         a, b = getattr(got.follows, column), getattr(want.follows, column)
         assert a.dtype == b.dtype and np.array_equal(a, b), column
     assert got.as_of_ms == want.as_of_ms
@@ -151,6 +151,11 @@ def test_the_pin_board_edges_job_table_gives_the_same_edges(
     for column in ("src", "dst", "weight"):
         a = getattr(from_table.pin_boards, column)
         assert np.array_equal(a, getattr(from_events.pin_boards, column)), column
+    # The table has days, not times: an edge is known from the end of its first day.
+    exact, by_day = from_events.pin_boards.first_ms, from_table.pin_boards.first_ms
+    assert exact is not None and by_day is not None
+    day = 86_400_000
+    assert np.array_equal(by_day, exact // day * day + day - 1)
 
 
 def test_ranker_examples_come_from_the_training_examples_table(built: SimulatedLake) -> None:

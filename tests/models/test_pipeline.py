@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from homefeed.config import ModelsConfig, RankerConfig, SourceConfig
+from homefeed.config import ModelsConfig, RankerConfig, SimulatorConfig, SourceConfig
 from homefeed.models.bundle import ModelBundle, top_k_per_row
-from homefeed.models.data import Action, TrainingData, action_weights
+from homefeed.models.data import Action, Edges, Follows, TrainingData, action_weights
 from homefeed.models.features import CandidateSet, FeatureContext, build_features
+from homefeed.models.from_events import TrainingDataBuilder
 from homefeed.models.pipeline import RankerExamples, data_before, train_bundle
 from homefeed.models.sources import SOURCES
 from homefeed.models.sources.base import NO_PIN, Candidates, CandidateSource
 from homefeed.simulator import World
+from homefeed.simulator.run import iter_events
 from homefeed.testing.models import SMALL_WORLD, simulated_training_data
 
 HOUR_MS = 3_600_000
@@ -237,6 +240,41 @@ def test_data_before_drops_everything_at_or_after_the_time(data):
     a = before.pins.topic_codes[before.pins.topic_indptr[i] : before.pins.topic_indptr[i + 1]]
     b = data.pins.topic_codes[data.pins.topic_indptr[j] : data.pins.topic_indptr[j + 1]]
     assert np.array_equal(a, b)
+
+
+def test_data_before_keeps_only_the_graph_that_existed_then():
+    config = SimulatorConfig.model_validate({"users": 150, "pins": 1500, "days": 2.0, "seed": 3})
+    builder = TrainingDataBuilder().add_all(iter_events(config))
+    full = builder.build()
+    cut = full.as_of_ms - 18 * HOUR_MS
+    before, then = data_before(full, cut), builder.build(as_of_ms=cut)
+
+    def pairs(e) -> set[tuple[int, int]]:
+        return set(zip(e.src.tolist(), e.dst.tolist(), strict=True))
+
+    assert full.pin_boards.first_ms is not None and full.follows.since_ms is not None
+    later = pairs(full.pin_boards) - pairs(then.pin_boards)
+    assert later, "the world must add pin-board edges after the cut for this test to mean much"
+    assert pairs(before.pin_boards) == pairs(then.pin_boards)
+    assert pairs(before.board_owner) == pairs(then.board_owner)
+
+    def follows(f) -> set[tuple[int, int, int]]:
+        return set(zip(f.user_id.tolist(), f.target_type.tolist(), f.target_id.tolist(),
+                       strict=True))  # fmt: skip
+
+    assert follows(full.follows) - follows(then.follows)
+    assert follows(before.follows) == follows(then.follows)
+    # Loaders that know no times keep everything (MovieLens has no graph times).
+    timeless = replace(full, follows=replace(full.follows, since_ms=None))
+    assert follows(data_before(timeless, cut).follows) == follows(full.follows)
+
+
+def test_graph_columns_of_different_lengths_are_refused():
+    one = np.zeros(3, dtype=np.int64)
+    with pytest.raises(ValueError, match="first_ms"):
+        Edges(one, one, one.astype(np.float32), one[:2])
+    with pytest.raises(ValueError, match="since_ms"):
+        Follows(one, one.astype(np.int8), one, one[:1])
 
 
 def test_examples_with_mismatched_columns_are_refused():

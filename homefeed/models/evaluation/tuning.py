@@ -315,8 +315,7 @@ def without(data: TrainingData, held: np.ndarray) -> TrainingData:
     owner = IdIndex(data.board_owner.src).index(pb.dst)
     owners = np.where(owner >= 0, data.board_owner.dst[np.maximum(owner, 0)], -1)
     keep_edge = ~np.isin(owners * width + pb.src, held_keys)
-    edges = replace(pb, src=pb.src[keep_edge], dst=pb.dst[keep_edge], weight=pb.weight[keep_edge])
-    return replace(data, engagements=eng.select(~held), pin_boards=edges)
+    return replace(data, engagements=eng.select(~held), pin_boards=pb.select(keep_edge))
 
 
 def ranker_rows(
