@@ -7,6 +7,7 @@ empty with its schema, so a query over a young lake works instead of failing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -27,8 +28,15 @@ class TableInfo:
     files: int
 
 
-def register_lake(engine: Engine, lake: LakeStore) -> list[TableInfo]:
-    """Register every table of ``lake`` in ``engine``; returns what was registered."""
+def register_lake(
+    engine: Engine, lake: LakeStore, events: Iterable[str] | None = None
+) -> list[TableInfo]:
+    """Register every table of ``lake`` in ``engine``; returns what was registered.
+
+    ``events``: only these event tables, and no job outputs (a job's inputs). Each table
+    costs the engine a scan of its file names, ~60 ms per table on a 13,000-file lake, and
+    the demo runs 47 jobs.
+    """
     fs, base = lake.arrow_filesystem()
     if not isinstance(fs, pa.fs.LocalFileSystem):
         # DuckDB reads S3 through its httpfs extension and Spark through hadoop-aws jars; both
@@ -37,10 +45,15 @@ def register_lake(engine: Engine, lake: LakeStore) -> list[TableInfo]:
             f"{engine.name} engine: the lake {lake.uri} is not a local path; SQL and jobs over "
             "an S3 lake need DuckDB's httpfs extension or Spark's hadoop-aws jars installed"
         )
-    files = [f.path for f in lake.list("") if f.path.endswith(".parquet")]
-    infos = []
     registry = SchemaRegistry()
-    for event_type in registry.event_types:
+    wanted = registry.event_types if events is None else sorted(set(events))
+    unknown = sorted(set(wanted) - set(registry.event_types))
+    if unknown:
+        raise EngineError(f"unknown event tables {unknown}; known: {registry.event_types}")
+    prefixes = [""] if events is None else [event_table(t) for t in wanted]
+    files = [f.path for p in prefixes for f in lake.list(p) if f.path.endswith(".parquet")]
+    infos = []
+    for event_type in wanted:
         path = event_table(event_type)
         count = sum(1 for f in files if f.startswith(path + "/"))
         if count:

@@ -173,7 +173,7 @@ def _has_any_input(lake: LakeStore, spec: JobSpec, day_ms: int) -> bool:
 def register_inputs(engine: Engine, lake: LakeStore, spec: JobSpec, start_ms: int) -> None:
     from homefeed.jobs.catalog import register_lake
 
-    register_lake(engine, lake)
+    register_lake(engine, lake, events=spec.events)  # job SQL reads its events and previous
     register_previous(engine, lake, spec, start_ms)
 
 

@@ -62,6 +62,15 @@ def test_queries_run_and_partition_columns_are_typed(engine: Engine, lake: Local
     RESULTS[engine.name] = results
 
 
+def test_a_jobs_inputs_only_are_registered(engine: Engine, lake: LocalLake) -> None:
+    infos = register_lake(engine, lake, events=["click", "hide", "click"])
+    assert [(t.name, t.files > 0) for t in infos] == [("click", True), ("hide", False)]
+    assert engine.query("SELECT COUNT(*) AS n FROM click").column("n").to_pylist() == [120]
+    assert engine.query("SELECT COUNT(*) AS n FROM hide").column("n").to_pylist() == [0]
+    with pytest.raises(EngineError, match="clicks"):
+        register_lake(engine, lake, events=["clicks"])
+
+
 def test_errors_are_engine_errors(engine: Engine, lake: LocalLake) -> None:
     register_lake(engine, lake)
     with pytest.raises(EngineError):
