@@ -225,6 +225,7 @@ def serve(
     from homefeed.serving.api.cli import feed_config, online_backend, reaction_thread, run_uvicorn
     from homefeed.serving.deploy.controller import DeployError, registry_loader
     from homefeed.serving.deploy.loop import DeployLoop
+    from homefeed.serving.deploy.metrics import DeployCollector
     from homefeed.serving.deploy.router import stable_pin_topics
     from homefeed.serving.online import open_online_store
     from homefeed.serving.online.reactions import GROUP
@@ -255,6 +256,7 @@ def serve(
         with loop, reaction_thread(event_log, store, topics, cfg.log.partitions, GROUP):
             app = create_app(loop.router, logger, config)
             app.state.homefeed_config = cfg
+            app.state.service.metrics.registry.register(DeployCollector(loop.router))
             run_uvicorn(app, config, host, port)
 
 

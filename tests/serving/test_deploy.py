@@ -20,6 +20,8 @@ import numpy as np
 import orjson
 import pytest
 import typer
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from homefeed.cli.common import settings
@@ -46,6 +48,7 @@ from homefeed.serving.deploy import (
 )
 from homefeed.serving.deploy.judge import attribute, engagement_test, judge, per_user
 from homefeed.serving.deploy.loop import DeployLoop
+from homefeed.serving.deploy.metrics import DeployCollector
 from homefeed.serving.deploy.router import Arm
 from homefeed.simulator import UserModel, World
 from homefeed.testing.models import simulated_training_data
@@ -170,6 +173,29 @@ def test_routing_share_matches_the_percent_and_is_sticky() -> None:
     assert 150 < sum(b is canary for b in first.values()) < 250
     requests = router.counters()
     assert requests[GOOD][0] + requests[BAD][0] == 4000
+
+
+def test_the_arms_are_on_metrics_per_deploy() -> None:
+    router = DeployRouter(
+        RoutingTable(Arm(GOOD, object()), Arm(BAD, object()), 50.0, "d1")  # type: ignore[arg-type]
+    )
+    for user in range(200):
+        with router.route(user):
+            pass
+    registry = CollectorRegistry()
+    registry.register(DeployCollector(router))
+    samples = {
+        (s.name, s.labels.get("arm", "")): s
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    stable = samples[("homefeed_deploy_requests_total", "stable")]
+    canary = samples[("homefeed_deploy_requests_total", "canary")]
+    assert stable.labels == {"deploy_id": "d1", "version": GOOD, "arm": "stable"}
+    assert stable.value + canary.value == 200 and canary.labels["version"] == BAD
+    assert samples[("homefeed_deploy_errors_total", "canary")].value == 0
+    assert samples[("homefeed_deploy_p99_seconds", "stable")].value >= 0
+    assert samples[("homefeed_deploy_canary_percent", "")].value == 50.0
 
 
 # ---- the simulated service ---------------------------------------------------------------------

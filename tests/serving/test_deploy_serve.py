@@ -73,6 +73,7 @@ def _drive(app: Any, seen: dict[str, Any], user: int) -> None:
     seen["hidden"] = hidden
     seen["store_counts"] = seen["backend"].store.pin_counters(seen["first"], since_ms=0)
     seen["topics"] = stable_pin_topics(router)(seen["first"])
+    seen["metrics"] = client.get("/metrics").text
 
 
 def test_deploy_serve_reacts_to_hides_and_records_its_pages(
@@ -112,3 +113,7 @@ def test_deploy_serve_reacts_to_hides_and_records_its_pages(
     # The consumer's topic lookup follows the stable version's catalogue.
     assert seen["topics"] == pin_topics_from_catalogue(data.pins)(seen["first"])
     assert any(seen["topics"])
+    # The router's arms are on /metrics (the first page was routed through the stable arm).
+    line = next(x for x in seen["metrics"].splitlines() if x.startswith("homefeed_deploy_requests"))
+    assert f'version="{version}"' in line and 'arm="stable"' in line
+    assert float(line.rsplit(" ", 1)[1]) >= 1
