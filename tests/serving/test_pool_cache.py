@@ -19,7 +19,7 @@ from homefeed.serving.online.base import Reaction
 
 
 def test_entries_expire_after_the_ttl_and_the_oldest_user_goes_first():
-    cache: PoolCache[str] = PoolCache(ttl_ms=1000, max_users=2)
+    cache: PoolCache[str] = PoolCache(ttl_ms=1000, max_users=2, jitter=0.0)
     cache.put(1, 0, "a")
     cache.put(2, 0, "b")
     assert cache.get(1, 999) == "a" and cache.get(1, 1000) is None  # expired
@@ -27,6 +27,16 @@ def test_entries_expire_after_the_ttl_and_the_oldest_user_goes_first():
     assert cache.get(2, 10) is None and cache.get(3, 10) == "c"
     assert cache.get(1, -5) is None  # a clock that went back: never trust the entry
     assert (cache.hits, cache.misses) == (2, 3)
+
+
+def test_entries_filled_together_expire_spread_over_the_jitter():
+    cache: PoolCache[int] = PoolCache(ttl_ms=1000, max_users=1000, jitter=0.2, seed=3)
+    for user in range(1000):
+        cache.put(user, 0, user)
+    alive = [sum(cache.get(u, t) is not None for u in range(1000)) for t in (799, 900, 1000)]
+    assert alive[0] == 1000 and 300 < alive[1] < 700 and alive[2] == 0
+    with pytest.raises(ValueError, match="jitter = 1"):
+        PoolCache(ttl_ms=5, max_users=5, jitter=1.0)
 
 
 def test_a_zero_ttl_disables_it_and_bad_sizes_are_refused():
@@ -57,7 +67,8 @@ def test_a_cached_pool_is_reused_but_a_pin_hidden_since_is_never_served(
     bundle, data, shared_logger, config
 ):
     store = open_online_store()
-    backend = OnlineBackend(bundle, data, store, pool_ttl_s=600)
+    # pool_min_fresh 0: the pool is never refreshed for being scrolled through (tested below).
+    backend = OnlineBackend(bundle, data, store, pool_ttl_s=600, pool_min_fresh=0)
     client = TestClient(create_app(backend, shared_logger, config))
     user = _active_user(data)
     first = client.get(f"/v1/users/{user}/feed").json()["items"]
@@ -77,3 +88,22 @@ def test_without_a_ttl_every_session_retrieves(bundle, data):
     now = bundle.context.as_of_ms
     assert backend.candidates(user, now) is not backend.candidates(user, now + 1)
     assert len(backend.pools) == 0
+
+
+def test_a_user_who_scrolled_through_the_pool_gets_a_deeper_one(
+    bundle, data, shared_logger, config
+):
+    backend = OnlineBackend(bundle, data, open_online_store(), pool_ttl_s=600, pool_min_fresh=60)
+    client = TestClient(create_app(backend, shared_logger, config))
+    user = _active_user(data)
+    first_pool = backend.candidates(user, int(time.time() * 1000)).pins
+    served: list[int] = []
+    for _ in range(12):  # new sessions until the first pool is mostly seen
+        items = client.get(f"/v1/users/{user}/feed", params={"limit": 25}).json()["items"]
+        served += [i["pin_id"] for i in items]
+        assert len(items) == 25, f"a short page after {len(served)} served pins"
+    assert backend.pool_refreshes >= 1
+    now = int(time.time() * 1000)
+    deeper = backend.candidates(user, now).pins
+    assert len(set(deeper) - set(first_pool)) > 0  # pins the first pool did not have
+    assert len(set(served)) == len(served)  # nothing served twice across the sessions

@@ -30,6 +30,7 @@ class BundleBackend(SimpleBackend):
         model_version: str | None = None,
         pool_ttl_s: float = 0.0,
         pool_cache_users: int = 10_000,
+        pool_min_fresh: int = 100,
     ) -> None:
         version = model_version or str(
             bundle.metadata.get("version") or f"{bundle.config.name}-{bundle.context.as_of_ms}"
@@ -38,18 +39,34 @@ class BundleBackend(SimpleBackend):
             data, {}, recent_window_hours=recent_window_hours, model_version=version[:64]
         )
         self.bundle = bundle
-        self.pools: PoolCache[CandidatePool] = PoolCache(int(pool_ttl_s * 1000), pool_cache_users)
+        # A cached pool with its count of pins not excluded when it was retrieved.
+        self.pools: PoolCache[tuple[CandidatePool, int]] = PoolCache(
+            int(pool_ttl_s * 1000), pool_cache_users
+        )
+        self.pool_min_fresh = pool_min_fresh
+        self.pool_refreshes = 0
 
     def candidates(self, user_id: int, now_ms: int) -> CandidatePool:
-        pool = self.pools.get(user_id, now_ms)
-        if pool is None:
-            pool = self._retrieve_pool(user_id, now_ms)
-            self.pools.put(user_id, now_ms, pool)
+        cached = self.pools.get(user_id, now_ms)
+        excluded = self.exclusions(user_id, now_ms).pins
+        if cached is not None:
+            pool, fresh = cached
+            left = len(pool) - int(np.count_nonzero(np.isin(pool.pins, excluded)))
+            if not left < min(self.pool_min_fresh, fresh / 2):
+                return pool
+            # A user who scrolled through most of the pool within the TTL: retrieve deeper,
+            # past every excluded pin, rather than serve short sessions until it expires.
+            self.pool_refreshes += 1
+            pool = self._retrieve_pool(user_id, now_ms, excluded)
+        else:
+            pool = self._retrieve_pool(user_id, now_ms, self.exclusions(user_id, now_ms).hidden)
+        left = len(pool) - int(np.count_nonzero(np.isin(pool.pins, excluded)))
+        self.pools.put(user_id, now_ms, (pool, left))
         return pool
 
-    def _retrieve_pool(self, user_id: int, now_ms: int) -> CandidatePool:
-        """Every source's candidates for the user (the cached part of a first page)."""
-        hidden = self.exclusions(user_id, now_ms).hidden
+    def _retrieve_pool(self, user_id: int, now_ms: int, hidden: np.ndarray) -> CandidatePool:
+        """Every source's candidates for the user (the cached part of a first page), none of
+        ``hidden``."""
         users = np.array([user_id], dtype=np.int64)
         cs = CandidateSet.gather(self.bundle.sources, self.bundle.ks, users, {user_id: hidden})
         if not len(cs):

@@ -111,6 +111,7 @@ class OnlineBackend(BundleBackend):
         model_version: str | None = None,
         pool_ttl_s: float = 0.0,
         pool_cache_users: int = 10_000,
+        pool_min_fresh: int = 100,
         record_served: bool = False,
     ) -> None:
         if realtime_k < 0:
@@ -118,6 +119,7 @@ class OnlineBackend(BundleBackend):
         super().__init__(
             bundle, data, recent_window_hours=recent_window_hours, model_version=model_version,
             pool_ttl_s=pool_ttl_s, pool_cache_users=pool_cache_users,
+            pool_min_fresh=pool_min_fresh,
         )  # fmt: skip
         self.store = store
         self.realtime_k, self.max_seeds = realtime_k, max_seeds
