@@ -90,7 +90,7 @@ def test_without_a_ttl_every_session_retrieves(bundle, data):
     assert len(backend.pools) == 0
 
 
-def test_a_user_who_scrolled_through_the_pool_gets_a_deeper_one(
+def test_a_user_who_scrolled_through_the_pool_gets_a_deeper_one_once_per_ttl(
     bundle, data, shared_logger, config
 ):
     backend = OnlineBackend(bundle, data, open_online_store(), pool_ttl_s=600, pool_min_fresh=60)
@@ -98,12 +98,14 @@ def test_a_user_who_scrolled_through_the_pool_gets_a_deeper_one(
     user = _active_user(data)
     first_pool = backend.candidates(user, int(time.time() * 1000)).pins
     served: list[int] = []
-    for _ in range(12):  # new sessions until the first pool is mostly seen
+    for _ in range(6):  # new sessions: the ~110-pin pool runs thin after two
         items = client.get(f"/v1/users/{user}/feed", params={"limit": 25}).json()["items"]
         served += [i["pin_id"] for i in items]
         assert len(items) == 25, f"a short page after {len(served)} served pins"
-    assert backend.pool_refreshes >= 1
-    now = int(time.time() * 1000)
-    deeper = backend.candidates(user, now).pins
+    assert backend.pool_refreshes == 1
+    deeper = backend.candidates(user, int(time.time() * 1000)).pins
     assert len(set(deeper) - set(first_pool)) > 0  # pins the first pool did not have
     assert len(set(served)) == len(served)  # nothing served twice across the sessions
+    for _ in range(4):  # the deeper pool runs thin too: no second retrieval within the TTL
+        client.get(f"/v1/users/{user}/feed", params={"limit": 25})
+    assert backend.pool_refreshes == 1
