@@ -48,26 +48,23 @@ class BundleBackend(SimpleBackend):
         self.pool_refreshes = 0
 
     def candidates(self, user_id: int, now_ms: int) -> CandidatePool:
+        exclusions = self.exclusions(user_id, now_ms)
         cached = self.pools.get(user_id, now_ms)
-        excluded = self.exclusions(user_id, now_ms).pins
-        if cached is not None:
-            pool, fresh, refreshed = cached
-            if refreshed:
-                return pool
-            left = len(pool) - int(np.count_nonzero(np.isin(pool.pins, excluded)))
-            if not left < min(self.pool_min_fresh, fresh / 2):
-                return pool
-            # A user who scrolled through most of the pool within the TTL: retrieve deeper,
-            # past every excluded pin, rather than serve short sessions until it expires.
-            # Once per TTL: a 7-minute run whose users opened a session every 10 s spent
-            # 40% more CPU refreshing thin pools again and again, and queued.
-            self.pool_refreshes += 1
-            pool = self._retrieve_pool(user_id, now_ms, excluded)
-            self.pools.put(user_id, now_ms, (pool, len(pool), True))
+        if cached is None:
+            pool = self._retrieve_pool(user_id, now_ms, exclusions.hidden)
+            fresh = _unexcluded(pool, exclusions.pins) if self.pools.ttl_ms else 0
+            self.pools.put(user_id, now_ms, (pool, fresh, False))
             return pool
-        pool = self._retrieve_pool(user_id, now_ms, self.exclusions(user_id, now_ms).hidden)
-        left = len(pool) - int(np.count_nonzero(np.isin(pool.pins, excluded)))
-        self.pools.put(user_id, now_ms, (pool, left, False))
+        pool, fresh, refreshed = cached
+        if refreshed or _unexcluded(pool, exclusions.pins) >= min(self.pool_min_fresh, fresh / 2):
+            return pool
+        # A user who scrolled through most of the pool within the TTL: retrieve deeper, past
+        # every excluded pin, rather than serve short sessions until it expires. Once per TTL:
+        # a 7-minute run whose users opened a session every 10 s spent 40% more CPU
+        # refreshing thin pools again and again, and queued.
+        self.pool_refreshes += 1
+        pool = self._retrieve_pool(user_id, now_ms, exclusions.pins)
+        self.pools.put(user_id, now_ms, (pool, len(pool), True))
         return pool
 
     def _retrieve_pool(self, user_id: int, now_ms: int, hidden: np.ndarray) -> CandidatePool:
@@ -112,3 +109,8 @@ class BundleBackend(SimpleBackend):
             return super().rank(pool)
         scores = np.asarray(self.bundle.ranker.score(pool.features), dtype=np.float32)
         return np.nan_to_num(scores, nan=-np.inf)
+
+
+def _unexcluded(pool: CandidatePool, excluded: np.ndarray) -> int:
+    """Pins of ``pool`` still servable (not among ``excluded``)."""
+    return len(pool) - int(np.count_nonzero(np.isin(pool.pins, excluded)))
