@@ -122,14 +122,12 @@ def _add_feed_routes(app: FastAPI, config: FeedServiceConfig, service: ServiceRe
         svc = service()
         if inline:
             page = svc.feed(user_id, limit, cursor)
+            # Logged after the response is sent, on the loop too (starlette sends a plain
+            # function to a thread).
+            background.add_task(_call_async, svc.log_impressions, svc.impressions(page))
         else:
             page = await anyio.to_thread.run_sync(svc.feed, user_id, limit, cursor, limiter=limiter)
-        impressions = svc.impressions(page)
-        # After the response is sent; a plain function would go to a thread (starlette).
-        if inline:
-            background.add_task(_call_async, svc.log_impressions, impressions)
-        else:
-            background.add_task(svc.log_impressions, impressions)
+            background.add_task(svc.log_impressions, svc.impressions(page))
         # Serialised here, not validated again through FeedResponse: the hot path's fields are
         # built by the service (tests check the body against the OpenAPI schema).
         body = {
