@@ -10,11 +10,13 @@ import orjson
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
-from homefeed.config import LocalLogConfig
+from homefeed.config import LocalLogConfig, ModelsConfig, RankerConfig, SourceConfig
 from homefeed.events.sdk import EventLogger
 from homefeed.log.base import EventLog
 from homefeed.log.local import LocalLog
+from homefeed.models.bundle import ModelBundle
 from homefeed.models.data import TrainingData
+from homefeed.models.pipeline import train_bundle
 from homefeed.models.sources import CandidateSource, make_source
 from homefeed.serving.api.app import create_app
 from homefeed.serving.api.backend import SimpleBackend
@@ -32,6 +34,16 @@ SOURCES = ("following", "pixie", "trending")  # the sources that fit in well und
 @pytest.fixture(scope="session")
 def data() -> TrainingData:
     return simulated_training_data()
+
+
+@pytest.fixture(scope="session")
+def bundle(data: TrainingData) -> ModelBundle:
+    """A small trained bundle (following and trending, a 5-round ranker) on ``data``."""
+    config = ModelsConfig(
+        sources={"following": SourceConfig(k=60), "trending": SourceConfig(k=60)},
+        ranker=RankerConfig(rounds=5, min_data_in_leaf=20, learning_rate=0.1),
+    )
+    return train_bundle(data, config)
 
 
 @pytest.fixture(scope="session")

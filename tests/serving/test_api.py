@@ -8,10 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from homefeed.config import ModelsConfig, RankerConfig, SourceConfig
 from homefeed.events.registry import DEAD_LETTER_TOPIC
 from homefeed.models.data import Action, Follows
-from homefeed.models.pipeline import train_bundle
 from homefeed.serving.api.app import create_app, openapi_document
 from homefeed.serving.api.backend import FeedBackend, SimpleBackend
 from homefeed.serving.api.bundle_backend import BundleBackend
@@ -309,15 +307,6 @@ def test_sessions_expire_and_are_bounded_lru():
 
 
 # The trained-bundle backend.
-
-
-@pytest.fixture(scope="module")
-def bundle(data):
-    config = ModelsConfig(
-        sources={"following": SourceConfig(k=60), "trending": SourceConfig(k=60)},
-        ranker=RankerConfig(rounds=5, min_data_in_leaf=20, learning_rate=0.1),
-    )
-    return train_bundle(data, config)
 
 
 def test_bundle_backend_serves_the_rankers_order(bundle, data, shared_logger, config):

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from homefeed.config import ModelsConfig, RankerConfig, SourceConfig
 from homefeed.models.data import Action
-from homefeed.models.pipeline import train_bundle
 from homefeed.serving.api.app import create_app
 from homefeed.serving.api.online_backend import OnlineBackend
 from homefeed.serving.api.pool_cache import PoolCache
@@ -47,15 +45,6 @@ def test_a_zero_ttl_disables_it_and_bad_sizes_are_refused():
         PoolCache(ttl_ms=-1, max_users=5)
     with pytest.raises(ValueError, match="max_users = 0"):
         PoolCache(ttl_ms=5, max_users=0)
-
-
-@pytest.fixture(scope="module")
-def bundle(data):
-    config = ModelsConfig(
-        sources={"following": SourceConfig(k=60), "trending": SourceConfig(k=60)},
-        ranker=RankerConfig(rounds=5, min_data_in_leaf=20, learning_rate=0.1),
-    )
-    return train_bundle(data, config)
 
 
 def _active_user(data) -> int:
